@@ -1,0 +1,57 @@
+# nano-vLLM Deep Dive: the commands people type.
+#   make html      build the book into _build/html (creates .venv and installs what is missing)
+#   make serve     serve _build/html on http://localhost:8000
+#   make test      the engine's and the book's tests
+#   make latexpdf  the PDF (needs TeX: see README)
+
+PYTHON     ?= python3
+VENV       ?= .venv
+PY         := $(VENV)/bin/python
+# A CPU build of PyTorch. The default is the one CI installs; on another machine pick any
+# CPU (or CUDA) build of torch >= 2.4, e.g. make html TORCH_SPEC="torch==2.5.1".
+TORCH_SPEC ?= torch==2.13.0
+SPHINXOPTS ?= -W -n --keep-going
+BUILDDIR   ?= _build
+SPHINX     := $(PY) -m sphinx
+STAMP      := $(VENV)/.installed
+
+.PHONY: venv html serve livehtml latexpdf test linkcheck doctest clean system-deps
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q $(TORCH_SPEC)
+	$(PY) -m pip install -q -e ".[docs,test]"
+	@touch $@
+
+venv: $(STAMP)
+
+html: venv
+	$(SPHINX) -b html -c . $(SPHINXOPTS) source $(BUILDDIR)/html
+
+serve:
+	@test -f $(BUILDDIR)/html/index.html || $(MAKE) html
+	$(PYTHON) -m http.server 8000 --bind 127.0.0.1 --directory $(BUILDDIR)/html
+
+livehtml: venv
+	$(PY) -m sphinx_autobuild -c . source $(BUILDDIR)/html --port 8000 \
+		--watch nanovllm --watch _ext --watch conf.py $(SPHINXOPTS)
+
+latexpdf: venv
+	$(SPHINX) -M latexpdf source $(BUILDDIR) -c . $(SPHINXOPTS)
+
+linkcheck: venv
+	$(SPHINX) -b linkcheck -c . $(SPHINXOPTS) source $(BUILDDIR)/linkcheck
+
+doctest: venv
+	$(SPHINX) -b doctest -c . $(SPHINXOPTS) source $(BUILDDIR)/doctest
+
+# TeX for the PDF and Chromium for the browser tests. Installs them with apt-get when
+# running as root on Debian or Ubuntu; elsewhere prints what to install.
+system-deps:
+	@bash scripts/system-deps.sh
+
+test: venv system-deps
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(BUILDDIR)

@@ -1,0 +1,50 @@
+"""The PDF: the LaTeX build succeeds and the book's chapters are in the PDF's outline."""
+
+from __future__ import annotations
+
+import re
+import runpy
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT, SPHINX_OPTS, require_tool
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def pdf(tmp_path_factory):
+    require_tool("xelatex", "texlive-xetex")
+    require_tool("latexmk", "latexmk")
+    out = tmp_path_factory.mktemp("pdf")
+    cmd = [sys.executable, "-m", "sphinx", "-M", "latexpdf", "source", str(out), "-c", str(ROOT),
+           *SPHINX_OPTS]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert "WARNING" not in proc.stderr, proc.stderr
+    path = out / "latex" / "nano-vllm-deep-dive.pdf"
+    assert path.is_file()
+    return path
+
+
+def expected_titles() -> list[str]:
+    conf = runpy.run_path(str(ROOT / "conf.py"))
+    written = [c["title"] for c in conf["nanobook_chapters"]
+               if (ROOT / "source" / f"{c['doc']}.md").exists()]
+    return written + ["Glossary", "References"]
+
+
+def test_outline_has_every_chapter_in_order(pdf):
+    toc = pdf.with_suffix(".toc").read_text(errors="replace")
+    chapters = re.findall(r"\\contentsline\s*\{chapter\}\{\\numberline\s*\{[^}]*\}([^}]*)\}", toc)
+    assert chapters == expected_titles()
+
+
+def test_pdf_text_has_title_and_chapters(pdf):
+    pdftotext = require_tool("pdftotext", "poppler-utils")
+    text = subprocess.run([pdftotext, str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    assert "nano-vLLM Deep Dive" in text
+    for title in expected_titles():
+        assert title in text, title
