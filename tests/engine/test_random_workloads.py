@@ -59,14 +59,14 @@ tokens = st.integers(0, VOCAB - 1)
 @st.composite
 def workloads(draw) -> Workload:
     bs = draw(st.sampled_from([1, 2, 4, 8]))
-    max_model_len = draw(st.integers(4, 40))
+    max_model_len = draw(st.integers(4, 64))
     # A few shared prefixes, so that prompts overlap and the prefix cache has work to do.
     prefixes = [[], *draw(st.lists(st.lists(tokens, max_size=3 * bs), min_size=1, max_size=2))]
     requests = []
-    for _ in range(draw(st.integers(1, 8))):
-        prompt = draw(st.sampled_from(prefixes)) + draw(st.lists(tokens, max_size=8))
+    for _ in range(draw(st.integers(1, 10))):
+        prompt = draw(st.sampled_from(prefixes)) + draw(st.lists(tokens, max_size=12))
         prompt = prompt[: max_model_len - 1] or [draw(tokens)]
-        params = SamplingParams(max_tokens=draw(st.integers(1, 12)), ignore_eos=draw(st.booleans()),
+        params = SamplingParams(max_tokens=draw(st.integers(1, 24)), ignore_eos=draw(st.booleans()),
                                 stop_token_ids=draw(st.lists(st.integers(1, VOCAB - 1), max_size=2)))
         requests.append(Request(tuple(prompt), params, draw(st.integers(0, 6))))
     return Workload(bs, max_model_len, draw(st.integers(1, 6)), draw(st.integers(1, 24)),
