@@ -101,7 +101,7 @@ SETUPS = [  # (prefix caching, chunked prefill, smallest pool)
 ]
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(workloads())
 def check_random_workload(w: Workload) -> None:
     expected = {i: reference_completion(list(r.prompt), r.params, w.max_model_len)
