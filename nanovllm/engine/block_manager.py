@@ -2,8 +2,9 @@
 
 The KV cache is cut into blocks of ``block_size`` token slots. Each sequence has a block table:
 entry i names the block that holds the K/V of its tokens ``[i * block_size, (i + 1) *
-block_size)``. Blocks need not be adjacent, so memory never fragments, and one block may sit in
-several tables at once: that is how requests with a common prompt prefix share its K/V.
+block_size)``. Blocks need not be adjacent, so free memory never fragments (only a sequence's
+last block can be part empty), and one block may sit in several tables at once: that is how
+requests with a common prompt prefix share its K/V.
 This module only does the accounting; the model runner owns the memory.
 """
 
