@@ -57,11 +57,12 @@ def expected_names(params: dict, mapping: dict) -> list[str]:
 
 
 def load_model(model: nn.Module, folder: str | Path) -> None:
+    files = checkpoint_files(folder)
     params = dict(model.named_parameters())  # a tied weight appears once, under its first name
     mapping = getattr(model, "packed_modules_mapping", {})
     tied = getattr(model.config, "tie_word_embeddings", False)
     loaded_names: set[str] = set()
-    for path in checkpoint_files(folder):
+    for path in files:
         with safe_open(str(path), framework="pt") as file:
             for name in file.keys():
                 if name.endswith("rotary_emb.inv_freq"):  # a cached buffer, recomputed here
