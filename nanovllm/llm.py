@@ -30,6 +30,7 @@ class RequestOutput:
     token_ids: list[int] = field(default_factory=list)
     finish_reason: str | None = None  # "stop", "length" or "error"
     error: str | None = None
+    num_cached_tokens: int = 0  # prompt tokens whose K/V came from the prefix cache
 
 
 @dataclass
@@ -89,8 +90,9 @@ class LLM:
         while not self.engine.is_finished():
             for seq, token_id in self.engine.step().sampled:
                 _, output = by_seq_id[seq.seq_id]
-                text = detokenizers[seq.seq_id].update(seq.completion_token_ids)
-                if seq.finish_reason is not None:
+                finished = seq.finish_reason is not None
+                text = detokenizers[seq.seq_id].update(seq.completion_token_ids, final=finished)
+                if finished:
                     self.finish_output(output, seq)
                 yield TokenEvent(output.index, token_id, text, seq.finish_reason)
 
@@ -118,4 +120,5 @@ class LLM:
     def finish_output(self, output: RequestOutput, seq) -> None:
         output.token_ids = list(seq.completion_token_ids)
         output.finish_reason = seq.finish_reason
+        output.num_cached_tokens = seq.num_cached_tokens
         output.text = self.tokenizer.decode(output.token_ids)

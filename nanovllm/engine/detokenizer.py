@@ -13,10 +13,13 @@ class IncrementalDetokenizer:
         self.tokenizer = tokenizer
         self.text = ""  # what has been handed out so far
 
-    def update(self, token_ids: list[int]) -> str:
-        """Given all completion ids so far, return the new text since the last call."""
+    def update(self, token_ids: list[int], final: bool = False) -> str:
+        """Given all completion ids so far, return the new text since the last call.
+
+        ``final``: the request is over; hand out everything, even a broken last character.
+        """
         text = self.tokenizer.decode(token_ids)
-        if text.endswith("\ufffd") or not text.startswith(self.text):
+        if not text.startswith(self.text) or (text.endswith("\ufffd") and not final):
             return ""
         new_text, self.text = text[len(self.text):], text
         return new_text

@@ -66,7 +66,9 @@ class ModelRunner:
         self.model.eval()
         self.sampler = Sampler()
         self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
-        activation_bytes = self.measure_activation_bytes() if self.device.type == "cuda" else 0
+        activation_bytes = 0
+        if self.device.type == "cuda" and config.num_kvcache_blocks == 0:
+            activation_bytes = self.measure_activation_bytes()
         self.num_blocks = choose_num_blocks(config, model_config, self.dtype, self.device,
                                             activation_bytes)
         self.kv_cache = allocate_kv_cache(self.model, model_config, self.num_blocks,
