@@ -14,11 +14,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from nanovllm.sampling_params import SamplingParams
 from tqdm.auto import tqdm
 
 from nanovllm.engine.detokenizer import IncrementalDetokenizer
 from nanovllm.engine.llm_engine import LLMEngine
+from nanovllm.sampling_params import SamplingParams
 
 
 @dataclass

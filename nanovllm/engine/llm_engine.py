@@ -15,12 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nanovllm.config import Config
+from nanovllm.engine.model_runner import ModelRunner
 from nanovllm.engine.scheduler import Scheduler
 from nanovllm.engine.sequence import Sequence
-from nanovllm.sampling_params import SamplingParams
-
-from nanovllm.engine.model_runner import ModelRunner
 from nanovllm.models.model_config import ModelConfig
+from nanovllm.sampling_params import SamplingParams
 from nanovllm.utils.tokenizer import Tokenizer
 
 BUNDLED_MODELS = Path(__file__).resolve().parents[1] / "data"
@@ -59,6 +58,7 @@ class LLMEngine:
                                           num_kvcache_blocks=self.model_runner.num_blocks)
         self.eos_token_id = self.find_eos_token_id()
         self.scheduler = Scheduler(self.config, self.eos_token_id)
+        self.num_preemptions = 0  # sequences sent back to recompute, over the engine's life
 
     def find_eos_token_id(self) -> int:
         if self.model_config.eos_token_id is not None:
@@ -97,6 +97,7 @@ class LLMEngine:
         batch = self.scheduler.schedule()
         if not batch.seqs:
             raise RuntimeError("the scheduler found nothing to run although requests remain")
+        self.num_preemptions += len(batch.preempted_seq_ids)
         token_ids = self.model_runner.run(batch)
         sampled_seqs = [s for s, do in zip(batch.seqs, batch.do_sample, strict=True) if do]
         num_prompt_tokens = sum(n for n, prefill in zip(batch.num_new_tokens, batch.is_prefill,

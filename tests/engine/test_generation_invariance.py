@@ -63,17 +63,17 @@ def test_chunked_prefill_changes_nothing(reference):
 
 
 def test_preemption_and_recompute_change_nothing(reference):
-    # 12 blocks of 16 tokens cannot hold all five sequences at once
-    llm, squeezed = run(make_prompts(), num_kvcache_blocks=12, max_num_batched_tokens=64)
+    # 10 blocks of 16 tokens hold the longest sequence (143 tokens) but not all five at once
+    llm, squeezed = run(make_prompts(), num_kvcache_blocks=10, max_num_batched_tokens=64)
     assert squeezed == reference
-    assert llm.engine.scheduler.num_preemptions > 0
+    assert llm.engine.num_preemptions >= 2
 
 
 def test_seeded_sampling_is_reproducible_across_schedules():
     params = [SamplingParams(temperature=1.0, top_p=0.9, max_tokens=16, ignore_eos=True, seed=s)
               for s in range(5)]
     _, together = run(make_prompts(), params)
-    _, squeezed = run(make_prompts(), params, num_kvcache_blocks=12, max_num_batched_tokens=64)
+    _, squeezed = run(make_prompts(), params, num_kvcache_blocks=10, max_num_batched_tokens=64)
     alone = [run([p], [q])[1][0] for p, q in zip(make_prompts()[:2], params[:2], strict=True)]
     assert together == squeezed
     assert together[:2] == alone
