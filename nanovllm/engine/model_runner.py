@@ -59,6 +59,9 @@ class ModelRunner:
         self.config = config
         self.block_size = config.block_size
         self.device = resolve_device(config.device)
+        if self.device.type == "cuda" and config.block_size < 16:
+            raise ValueError(f"block_size={config.block_size} is invalid on a GPU: the Triton "
+                             f"attention kernels need block_size >= 16")
         self.dtype = resolve_dtype(config.dtype, model_config, self.device)
         with default_dtype(self.dtype), torch.device(self.device):
             self.model = Qwen3ForCausalLM(model_config)
@@ -66,11 +69,11 @@ class ModelRunner:
         self.model.eval()
         self.sampler = Sampler()
         self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
-        activation_bytes = 0
+        self.activation_bytes = 0  # peak memory of the largest step, kept free of KV cache
         if self.device.type == "cuda" and config.num_kvcache_blocks == 0:
-            activation_bytes = self.measure_activation_bytes()
+            self.activation_bytes = self.measure_activation_bytes()
         self.num_blocks = choose_num_blocks(config, model_config, self.dtype, self.device,
-                                            activation_bytes)
+                                            self.activation_bytes)
         self.kv_cache = allocate_kv_cache(self.model, model_config, self.num_blocks,
                                           self.block_size, self.dtype, self.device)
         self.graphs = None

@@ -78,3 +78,11 @@ def test_seeded_sampling_is_reproducible_across_schedules():
     assert together == squeezed
     assert together[:2] == alone
     assert len({tuple(t) for t in together}) == 5
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_graphs_change_nothing(reference):
+    llm, graphed = run(make_prompts(), enforce_eager=False)
+    assert llm.engine.model_runner.graphs is not None, "CUDA graph capture failed"
+    _, eager = run(make_prompts(), enforce_eager=True)
+    assert graphed == eager == reference
