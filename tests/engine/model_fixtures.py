@@ -9,7 +9,13 @@ import functools
 import tempfile
 from pathlib import Path
 
+import torch
+
 from nanovllm.utils.random_checkpoint import PRESETS, write_random_checkpoint
+
+# Models this small gain nothing from intra-op threads, and idle OpenMP threads spinning
+# on a busy 2-core machine can make the suite ten times slower.
+torch.set_num_threads(1)
 
 _ROOT = Path(tempfile.mkdtemp(prefix="nanovllm-test-models-"))
 

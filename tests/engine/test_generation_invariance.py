@@ -80,6 +80,7 @@ def test_seeded_sampling_is_reproducible_across_schedules():
     assert len({tuple(t) for t in together}) == 5
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_graphs_change_nothing(reference):
     llm, graphed = run(make_prompts(), enforce_eager=False)

@@ -100,6 +100,7 @@ def test_greedy_generation_matches_transformers():
         assert our_tokens == output[0, len(tokens):].tolist()
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("which", ["tiny", "big"])
 def test_bfloat16_logits_on_gpu_are_as_close_as_transformers_own(which):
