@@ -18,6 +18,7 @@ from nanovllm.config import Config
 from nanovllm.engine.model_runner import ModelRunner
 from nanovllm.engine.scheduler import Scheduler
 from nanovllm.engine.sequence import Sequence
+from nanovllm.engine.trace import TraceRecorder
 from nanovllm.models.model_config import ModelConfig
 from nanovllm.sampling_params import SamplingParams
 from nanovllm.utils.tokenizer import Tokenizer
@@ -59,6 +60,12 @@ class LLMEngine:
         self.eos_token_id = self.find_eos_token_id()
         self.scheduler = Scheduler(self.config, self.eos_token_id)
         self.num_preemptions = 0  # sequences sent back to recompute, over the engine's life
+        self.trace: TraceRecorder | None = None
+
+    def start_trace(self) -> TraceRecorder:
+        """Record every following step (batch, sampled tokens, block state) as a trace."""
+        self.trace = TraceRecorder(self.scheduler)
+        return self.trace
 
     def find_eos_token_id(self) -> int:
         if self.model_config.eos_token_id is not None:
@@ -103,6 +110,8 @@ class LLMEngine:
         num_prompt_tokens = sum(n for n, prefill in zip(batch.num_new_tokens, batch.is_prefill,
                                                         strict=True) if prefill)
         finished = self.scheduler.postprocess(batch, token_ids)
+        if self.trace is not None:
+            self.trace.record_step(batch, token_ids)
         return StepOutput(sampled=list(zip(sampled_seqs, token_ids, strict=True)),
                           finished=finished, num_prompt_tokens=num_prompt_tokens,
                           num_generated_tokens=len(token_ids))

@@ -10,6 +10,7 @@ same way.
 import pytest
 import torch
 
+from nanovllm.engine.trace import replay
 from nanovllm.llm import LLM
 from nanovllm.sampling_params import SamplingParams
 from tests.engine.model_fixtures import tiny_checkpoint
@@ -67,6 +68,16 @@ def test_preemption_and_recompute_change_nothing(reference):
     llm, squeezed = run(make_prompts(), num_kvcache_blocks=10, max_num_batched_tokens=64)
     assert squeezed == reference
     assert llm.engine.num_preemptions >= 2
+
+
+def test_a_trace_of_a_real_run_replays_exactly_on_the_scheduler_alone():
+    llm = LLM(str(tiny_checkpoint("qwen3")), dtype="float32", num_kvcache_blocks=10,
+              max_num_batched_tokens=64)
+    trace = llm.engine.start_trace()
+    llm.generate(make_prompts(), GREEDY, use_tqdm=False)
+    recorded = trace.to_dict()
+    assert any(step["batch"]["preempted_seq_ids"] for step in recorded["steps"])
+    assert replay(recorded) == recorded
 
 
 def test_seeded_sampling_is_reproducible_across_schedules():
