@@ -99,10 +99,10 @@ class ModelRunner:
         """One step: one sampled token id per sequence whose do_sample is set, in batch order."""
         inputs = prepare_model_inputs(batch, self.block_size, self.device)
         hidden = self.forward(inputs)
-        logits = self.model.compute_logits(hidden[inputs.sample_rows])
         sampled = [seq for seq, do in zip(batch.seqs, batch.do_sample, strict=True) if do]
-        if not sampled:
+        if not sampled:  # only middle chunks of long prompts: their K/V was the point
             return []
+        logits = self.model.compute_logits(hidden[inputs.sample_rows])
         sampling = SamplingTensors.from_params(
             [seq.sampling_params for seq in sampled],
             steps=[seq.num_completion_tokens for seq in sampled], device=self.device)
