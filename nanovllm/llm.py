@@ -55,7 +55,7 @@ class LLM:
         self.tokenizer = self.engine.tokenizer
         self.last_run = RunStats()
 
-    def start(self, prompts, sampling_params) -> tuple[list[RequestOutput], dict]:
+    def _submit(self, prompts, sampling_params) -> tuple[list[RequestOutput], dict]:
         """Submit every prompt; return the outputs (errors filled in) and
         seq_id -> (sequence, its output) for the accepted ones."""
         if not self.engine.is_finished():
@@ -82,7 +82,12 @@ class LLM:
         return outputs, by_seq_id
 
     def stream(self, prompts, sampling_params=None) -> Iterator[TokenEvent]:
-        outputs, by_seq_id = self.start(prompts, sampling_params)
+        """Yield one TokenEvent per generated token, across all requests, as steps complete.
+
+        Refused requests come first, as one event each with ``error`` set. Consume the
+        iterator to the end: the engine runs one call's requests at a time.
+        """
+        outputs, by_seq_id = self._submit(prompts, sampling_params)
         for output in outputs:
             if output.error:
                 yield TokenEvent(output.index, None, "", "error", output.error)
@@ -93,12 +98,13 @@ class LLM:
                 finished = seq.finish_reason is not None
                 text = detokenizers[seq.seq_id].update(seq.completion_token_ids, final=finished)
                 if finished:
-                    self.finish_output(output, seq)
+                    self._fill_output(output, seq)
                 yield TokenEvent(output.index, token_id, text, seq.finish_reason)
 
     def generate(self, prompts, sampling_params=None, use_tqdm: bool = True
                  ) -> list[RequestOutput]:
-        outputs, by_seq_id = self.start(prompts, sampling_params)
+        """Run every prompt to completion; one RequestOutput per prompt, in input order."""
+        outputs, by_seq_id = self._submit(prompts, sampling_params)
         stats, started = RunStats(), time.perf_counter()
         with tqdm(total=len(outputs), desc="Generating", unit="req", disable=not use_tqdm,
                   dynamic_ncols=True) as bar:
@@ -113,11 +119,11 @@ class LLM:
                                     refresh=False)
                 bar.update(len(step.finished))
         for seq, output in by_seq_id.values():
-            self.finish_output(output, seq)
+            self._fill_output(output, seq)
         self.last_run = stats
         return outputs
 
-    def finish_output(self, output: RequestOutput, seq) -> None:
+    def _fill_output(self, output: RequestOutput, seq) -> None:
         output.token_ids = list(seq.completion_token_ids)
         output.finish_reason = seq.finish_reason
         output.num_cached_tokens = seq.num_cached_tokens
