@@ -1,0 +1,65 @@
+"""Size and allocate the KV cache: one tensor, cut into per-layer views.
+
+Layout: ``[2, num_layers, num_blocks, block_size, num_kv_heads, head_dim]``; index 0
+holds keys, 1 values. One allocation keeps the cache in one piece of memory, and every
+layer's attention gets views ``cache[0, layer]`` and ``cache[1, layer]``, each shaped
+``[num_blocks, block_size, kv_heads, head_dim]`` so that a cache *slot*
+(``block * block_size + offset``) is a row of the flattened view.
+
+How many blocks? Exactly ``Config.num_kvcache_blocks`` when that is set. Otherwise:
+
+* on a GPU, whatever is left of ``gpu_memory_utilization`` of the card once the weights
+  are loaded (and anything else already on the card) and room is kept for the largest
+  step's activations, which the model runner measures with a warm-up step;
+* on a CPU, the ``cpu_kvcache_gib`` budget (system memory is shared with everything
+  else, so we take a fixed budget rather than "what is free").
+"""
+
+import torch
+
+from nanovllm.models.model_config import ModelConfig
+
+
+def block_bytes(model_config: ModelConfig, block_size: int, dtype: torch.dtype,
+                tp_size: int = 1) -> int:
+    """Bytes of keys and values that one block holds, over all layers."""
+    kv_heads = model_config.num_key_value_heads // tp_size
+    per_token = 2 * model_config.num_hidden_layers * kv_heads * model_config.head_dim
+    return per_token * block_size * dtype.itemsize
+
+
+def kv_cache_budget_bytes(config, device: torch.device, activation_bytes: int) -> int:
+    if device.type == "cuda":
+        free, total = torch.cuda.mem_get_info(device)
+        in_use = total - free  # our weights, the CUDA context, other processes
+        return int(total * config.gpu_memory_utilization - in_use - activation_bytes)
+    return int(config.cpu_kvcache_gib * 2**30)
+
+
+def choose_num_blocks(config, model_config: ModelConfig, dtype: torch.dtype,
+                      device: torch.device, activation_bytes: int = 0) -> int:
+    if config.num_kvcache_blocks > 0:
+        return config.num_kvcache_blocks
+    budget = kv_cache_budget_bytes(config, device, activation_bytes)
+    one_block = block_bytes(model_config, config.block_size, dtype)
+    num_blocks = budget // one_block
+    if num_blocks < 1:
+        knob = "gpu_memory_utilization" if device.type == "cuda" else "cpu_kvcache_gib"
+        raise RuntimeError(f"no room for the KV cache: {budget / 2**20:.1f} MiB left for it, one "
+                           f"block needs {one_block / 2**20:.2f} MiB; raise {knob} or lower "
+                           f"max_num_batched_tokens")
+    return int(num_blocks)
+
+
+def allocate_kv_cache(model: torch.nn.Module, model_config: ModelConfig, num_blocks: int,
+                      block_size: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """Allocate the cache and hand each attention layer its two views."""
+    attention_layers = [m for m in model.modules() if hasattr(m, "k_cache")]
+    kv_heads = attention_layers[0].num_kv_heads  # this GPU's share under tensor parallelism
+    # torch.empty, not zeros: every slot is written before any kernel reads it.
+    cache = torch.empty(2, len(attention_layers), num_blocks, block_size, kv_heads,
+                        model_config.head_dim, dtype=dtype, device=device)
+    for layer, attention in enumerate(attention_layers):
+        attention.k_cache = cache[0, layer]
+        attention.v_cache = cache[1, layer]
+    return cache

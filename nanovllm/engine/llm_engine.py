@@ -1,0 +1,111 @@
+"""The engine loop: requests in, one scheduled-and-computed step at a time, tokens out.
+
+Each ``step()`` is the whole cycle the book keeps returning to:
+
+    batch   = scheduler.schedule()          # control plane: who computes what
+    tokens  = model_runner.run(batch)       # data plane: compute, sample
+    done    = scheduler.postprocess(batch, tokens)   # control plane: bookkeeping
+
+The engine also owns the tokenizer and checks every request before the scheduler sees
+it, so that a bad request is refused with a clear error and nothing else is disturbed.
+"""
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+from nanovllm.config import Config
+from nanovllm.engine.model_runner import ModelRunner
+from nanovllm.engine.scheduler import Scheduler
+from nanovllm.engine.sequence import Sequence
+from nanovllm.models.model_config import ModelConfig
+from nanovllm.sampling_params import SamplingParams
+from nanovllm.utils.tokenizer import Tokenizer
+
+BUNDLED_MODELS = Path(__file__).resolve().parents[1] / "data"
+
+
+def resolve_model_folder(model: str) -> Path:
+    """``model`` itself, or for "" the model bundled in nanovllm/data/."""
+    if model:
+        return Path(model).expanduser()
+    candidates = [BUNDLED_MODELS] + sorted(p for p in BUNDLED_MODELS.glob("*") if p.is_dir())
+    for folder in candidates:
+        if (folder / "config.json").is_file():
+            return folder
+    raise FileNotFoundError(f"no bundled model in {BUNDLED_MODELS}; pass a model folder "
+                            f"(config.json, *.safetensors, tokenizer.json)")
+
+
+@dataclass
+class StepOutput:
+    sampled: list[tuple[Sequence, int]]  # each sequence that got a token, and the token
+    finished: list[Sequence]
+    num_prompt_tokens: int  # tokens computed this step that lie in prompts (incl. recompute)
+    num_generated_tokens: int
+
+
+class LLMEngine:
+    def __init__(self, model: str = "", **config_fields):
+        config = Config(model=model, **config_fields)
+        folder = resolve_model_folder(config.model)
+        self.model_config = ModelConfig.from_folder(folder)
+        self.tokenizer = Tokenizer(folder)
+        config = dataclasses.replace(config, max_model_len=min(
+            config.max_model_len, self.model_config.max_position_embeddings))
+        self.model_runner = ModelRunner(config, self.model_config, folder)
+        self.config = dataclasses.replace(config,
+                                          num_kvcache_blocks=self.model_runner.num_blocks)
+        self.eos_token_id = self.find_eos_token_id()
+        self.scheduler = Scheduler(self.config, self.eos_token_id)
+        self.num_preemptions = 0  # sequences sent back to recompute, over the engine's life
+
+    def find_eos_token_id(self) -> int:
+        if self.model_config.eos_token_id is not None:
+            return self.model_config.eos_token_id
+        eos = self.tokenizer.eos_token and self.tokenizer.token_to_id(self.tokenizer.eos_token)
+        return eos if eos is not None else -1  # -1: no end-of-sequence token; never sampled
+
+    def tokenize(self, prompt) -> list[int]:
+        """Token ids of a prompt given as text or as ids; ValueError for anything unusable."""
+        if isinstance(prompt, str):
+            token_ids = self.tokenizer.encode(prompt)
+        elif isinstance(prompt, (list, tuple)) and all(
+                isinstance(t, int) and not isinstance(t, bool) for t in prompt):
+            token_ids = list(prompt)
+        else:
+            raise ValueError(f"prompt must be a string or a list of token ids, "
+                             f"got {type(prompt).__name__}")
+        if not token_ids:
+            raise ValueError("prompt is empty")
+        vocab_size = self.model_config.vocab_size
+        for position, token_id in enumerate(token_ids):
+            if not 0 <= token_id < vocab_size:
+                raise ValueError(f"prompt token id {token_id} at position {position} is outside "
+                                 f"the vocabulary [0, {vocab_size})")
+        return token_ids
+
+    def add_request(self, prompt, params: SamplingParams) -> Sequence:
+        if not isinstance(params, SamplingParams):
+            raise ValueError(f"sampling params must be a SamplingParams, "
+                             f"got {type(params).__name__}")
+        seq = Sequence(self.tokenize(prompt), params)
+        self.scheduler.add(seq)  # refuses (ValueError) what can never run, e.g. too long
+        return seq
+
+    def step(self) -> StepOutput:
+        batch = self.scheduler.schedule()
+        if not batch.seqs:
+            raise RuntimeError("the scheduler found nothing to run although requests remain")
+        self.num_preemptions += len(batch.preempted_seq_ids)
+        token_ids = self.model_runner.run(batch)
+        sampled_seqs = [s for s, do in zip(batch.seqs, batch.do_sample, strict=True) if do]
+        num_prompt_tokens = sum(n for n, prefill in zip(batch.num_new_tokens, batch.is_prefill,
+                                                        strict=True) if prefill)
+        finished = self.scheduler.postprocess(batch, token_ids)
+        return StepOutput(sampled=list(zip(sampled_seqs, token_ids, strict=True)),
+                          finished=finished, num_prompt_tokens=num_prompt_tokens,
+                          num_generated_tokens=len(token_ids))
+
+    def is_finished(self) -> bool:
+        return self.scheduler.is_finished()

@@ -1,0 +1,145 @@
+"""The model runner: owns the weights, the KV cache and the sampler, and runs one step.
+
+``run(batch)`` is the whole data plane of a step: prepare flat inputs from the
+scheduler's batch, run the model over every scheduled token, compute logits only for
+the rows that will be sampled, and sample one token per such sequence with that
+request's parameters. It returns plain token ids; the scheduler does the bookkeeping.
+
+Set-up decides where and how the model runs (``device``: CUDA when present;
+``dtype``: the checkpoint's on a GPU, float32 on a CPU), loads the weights, measures
+the largest step's activation memory with a warm-up step (GPU), sizes the KV cache
+from what is left, and captures CUDA graphs for decode steps unless ``enforce_eager``.
+"""
+
+import contextlib
+import warnings
+from types import SimpleNamespace
+
+import torch
+
+from nanovllm.engine.cuda_graph import DecodeGraphs
+from nanovllm.engine.kv_cache import allocate_kv_cache, choose_num_blocks
+from nanovllm.engine.model_inputs import ModelInputs, prepare_model_inputs
+from nanovllm.layers.sampler import Sampler, SamplingTensors
+from nanovllm.models.model_config import ModelConfig
+from nanovllm.models.qwen3 import Qwen3ForCausalLM
+from nanovllm.utils.loader import load_model
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' was asked for, but torch sees no CUDA GPU")
+    return torch.device(name)
+
+
+def resolve_dtype(name: str, model_config: ModelConfig, device: torch.device) -> torch.dtype:
+    if name != "auto":
+        return DTYPES[name]
+    if device.type == "cpu":  # most CPUs have no fast bf16/fp16 matrix products
+        return torch.float32
+    return DTYPES.get(model_config.torch_dtype, torch.bfloat16)
+
+
+@contextlib.contextmanager
+def default_dtype(dtype: torch.dtype):
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
+class ModelRunner:
+    def __init__(self, config, model_config: ModelConfig, folder):
+        self.config = config
+        self.block_size = config.block_size
+        self.device = resolve_device(config.device)
+        if self.device.type == "cuda" and config.block_size < 16:
+            raise ValueError(f"block_size={config.block_size} is invalid on a GPU: the Triton "
+                             f"attention kernels need block_size >= 16")
+        self.dtype = resolve_dtype(config.dtype, model_config, self.device)
+        with default_dtype(self.dtype), torch.device(self.device):
+            self.model = Qwen3ForCausalLM(model_config)
+        load_model(self.model, folder)
+        self.model.eval()
+        self.sampler = Sampler()
+        self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
+        self.activation_bytes = 0  # peak memory of the largest step, kept free of KV cache
+        if self.device.type == "cuda" and config.num_kvcache_blocks == 0:
+            self.activation_bytes = self.measure_activation_bytes()
+        self.num_blocks = choose_num_blocks(config, model_config, self.dtype, self.device,
+                                            self.activation_bytes)
+        self.kv_cache = allocate_kv_cache(self.model, model_config, self.num_blocks,
+                                          self.block_size, self.dtype, self.device)
+        self.graphs = None
+        if self.device.type == "cuda" and not config.enforce_eager:
+            try:
+                self.graphs = DecodeGraphs.capture(self, config.max_num_seqs)
+            except RuntimeError as error:  # an unusual driver or allocator setting
+                warnings.warn(f"CUDA graph capture failed, running eagerly: {error}",
+                              stacklevel=2)
+
+    @torch.inference_mode()
+    def forward(self, inputs: ModelInputs) -> torch.Tensor:
+        """Hidden states of every scheduled token: [tokens, hidden]."""
+        if self.graphs is not None and self.graphs.covers(inputs):
+            return self.graphs.replay(inputs)
+        return self.forward_eager(inputs)
+
+    def forward_eager(self, inputs: ModelInputs) -> torch.Tensor:
+        return self.model(inputs.input_ids, inputs.positions, inputs.meta)
+
+    @torch.inference_mode()
+    def run(self, batch) -> list[int]:
+        """One step: one sampled token id per sequence whose do_sample is set, in batch order."""
+        inputs = prepare_model_inputs(batch, self.block_size, self.device)
+        hidden = self.forward(inputs)
+        logits = self.model.compute_logits(hidden[inputs.sample_rows])
+        sampled = [seq for seq, do in zip(batch.seqs, batch.do_sample, strict=True) if do]
+        if not sampled:
+            return []
+        sampling = SamplingTensors.from_params(
+            [seq.sampling_params for seq in sampled],
+            steps=[seq.num_completion_tokens for seq in sampled], device=self.device)
+        return self.sampler(logits, sampling, self.generator).tolist()
+
+    @torch.inference_mode()
+    def measure_activation_bytes(self) -> int:
+        """Peak memory of the largest step (beyond the weights), measured on a throwaway cache.
+
+        The warm-up packs max_num_batched_tokens tokens into as few sequences as
+        max_model_len allows, then samples max_num_seqs rows with top-p on, whose
+        full-vocabulary sort is the sampler's most memory-hungry path.
+        """
+        config, device = self.config, self.device
+        tokens = min(config.max_num_batched_tokens, config.max_num_seqs * config.max_model_len)
+        lengths = [min(config.max_model_len, tokens - i)
+                   for i in range(0, tokens, config.max_model_len)]
+        seqs, first_block = [], 0
+        for n in lengths:
+            count = -(-n // self.block_size)
+            seqs.append(SimpleNamespace(token_ids=[0] * n, num_computed_tokens=0,
+                                        block_table=list(range(first_block, first_block + count))))
+            first_block += count
+        warmup = SimpleNamespace(seqs=seqs, num_new_tokens=lengths, do_sample=[True] * len(seqs))
+        scratch = allocate_kv_cache(self.model, self.model.config, first_block, self.block_size,
+                                    self.dtype, device)
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        baseline = torch.cuda.memory_allocated(device)
+        hidden = self.forward_eager(prepare_model_inputs(warmup, self.block_size, device))
+        rows = torch.arange(config.max_num_seqs, device=device) % tokens
+        logits = self.model.compute_logits(hidden[rows])
+        ones = torch.ones(config.max_num_seqs, device=device)
+        everyone = SamplingTensors(ones, ones.long(), ones * 0.9, [None] * len(ones), [0] * len(ones))
+        self.sampler(logits, everyone, self.generator)
+        torch.cuda.synchronize(device)
+        peak = torch.cuda.max_memory_allocated(device) - baseline
+        del scratch, hidden, logits
+        torch.cuda.empty_cache()
+        return peak

@@ -1,0 +1,1 @@
+"""Attention-side kernels: each file holds a Triton kernel and a plain-torch reference."""

@@ -1,0 +1,139 @@
+"""Causal attention for a ragged batch of prompt chunks, reading keys and values from the cache.
+
+A prefill batch packs several sequences' new tokens end to end ("varlen"): sequence
+``i`` owns query rows ``cu_seqlens_q[i] : cu_seqlens_q[i + 1]``. Its chunk need not
+start at position 0: with a prefix-cache hit, or in the second chunk of a chunked
+prefill, the first ``context_len - query_len`` tokens are already in the cache. Since
+the runner stores the new tokens' keys and values *before* attention runs, every key a
+query may see is in the paged cache, so one rule covers every case:
+
+    query row r of sequence i sits at position  p = context_len - query_len + r
+    and attends to the cached tokens at positions 0 .. p (causal).
+
+A decode token is the special case query_len = 1, which is how mixed batches of
+prefill chunks and decode tokens run through this one kernel.
+
+The Triton kernel gives each program a tile of BLOCK_M query rows of one sequence and
+one head, walks that sequence's block table one cache block at a time with an online
+softmax (as the decode kernel does, but for a tile of rows, using matrix products),
+and stops at the last key the tile's last row may see.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from nanovllm.kernels.decode_attention import gather_context
+from nanovllm.kernels.triton_support import jit, require_triton, tl, triton, use_triton
+
+
+def prefill_attention_torch(query: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
+                            cu_seqlens_q: torch.Tensor, context_lens: torch.Tensor,
+                            block_tables: torch.Tensor, scale: float,
+                            max_query_len: int) -> torch.Tensor:
+    """query: [total_query_tokens, heads, head_dim]; the rest as in the module docstring."""
+    num_heads, num_kv_heads = query.shape[1], k_cache.shape[2]
+    out = torch.empty_like(query)
+    starts = cu_seqlens_q.tolist()
+    for i, context_len in enumerate(context_lens.tolist()):
+        rows = slice(starts[i], starts[i + 1])
+        query_len = starts[i + 1] - starts[i]
+        keys = gather_context(k_cache, block_tables[i], context_len).float()
+        values = gather_context(v_cache, block_tables[i], context_len).float()
+        keys = keys.repeat_interleave(num_heads // num_kv_heads, dim=1)
+        values = values.repeat_interleave(num_heads // num_kv_heads, dim=1)
+        scores = torch.einsum("qhd,khd->hqk", query[rows].float(), keys) * scale
+        query_positions = torch.arange(context_len - query_len, context_len, device=query.device)
+        key_positions = torch.arange(context_len, device=query.device)
+        future = key_positions[None, :] > query_positions[:, None]  # [query_len, context_len]
+        scores = scores.masked_fill(future, float("-inf"))
+        out[rows] = torch.einsum("hqk,khd->qhd", scores.softmax(dim=-1), values).to(out.dtype)
+    return out
+
+
+@jit
+def prefill_attention_kernel(query_ptr, k_cache_ptr, v_cache_ptr, out_ptr, cu_seqlens_q_ptr,
+                             context_lens_ptr, block_tables_ptr, scale, max_blocks_per_seq,
+                             NUM_HEADS: tl.constexpr, NUM_KV_HEADS: tl.constexpr,
+                             HEAD_DIM: tl.constexpr, BLOCK_SIZE: tl.constexpr,
+                             BLOCK_M: tl.constexpr, DOT_PRECISION: tl.constexpr):
+    tile = tl.program_id(0)
+    seq = tl.program_id(1)
+    head = tl.program_id(2)
+    kv_head = head // (NUM_HEADS // NUM_KV_HEADS)
+    query_start = tl.load(cu_seqlens_q_ptr + seq)
+    query_len = tl.load(cu_seqlens_q_ptr + seq + 1) - query_start
+    if tile * BLOCK_M >= query_len:  # this sequence has fewer rows than the longest one
+        return
+    context_len = tl.load(context_lens_ptr + seq)
+    cached_len = context_len - query_len  # tokens in the cache before this chunk
+
+    dims = tl.arange(0, HEAD_DIM)
+    in_block = tl.arange(0, BLOCK_SIZE)
+    rows = tile * BLOCK_M + tl.arange(0, BLOCK_M)  # query rows of this tile, within the chunk
+    row_valid = rows < query_len
+    query_positions = cached_len + rows
+    q_offsets = ((query_start + rows[:, None]) * NUM_HEADS + head) * HEAD_DIM + dims[None, :]
+    query = tl.load(query_ptr + q_offsets, mask=row_valid[:, None], other=0.0)
+
+    max_score = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
+    exp_sum = tl.zeros([BLOCK_M], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+    # Causality: no row of this tile sees past the position of its last row.
+    key_end = tl.minimum(context_len, cached_len + (tile + 1) * BLOCK_M)
+    for logical_block in range(0, tl.cdiv(key_end, BLOCK_SIZE)):
+        block = tl.load(block_tables_ptr + seq * max_blocks_per_seq + logical_block).to(tl.int64)
+        key_positions = logical_block * BLOCK_SIZE + in_block
+        cache_rows = (block * BLOCK_SIZE + in_block) * NUM_KV_HEADS + kv_head
+        kv_offsets = cache_rows[:, None] * HEAD_DIM + dims[None, :]
+        key_valid = key_positions < context_len
+        keys = tl.load(k_cache_ptr + kv_offsets, mask=key_valid[:, None], other=0.0)
+        scores = tl.dot(query, tl.trans(keys), input_precision=DOT_PRECISION) * scale
+        visible = key_positions[None, :] <= query_positions[:, None]
+        scores = tl.where(visible & key_valid[None, :], scores, float("-inf"))
+
+        new_max = tl.maximum(max_score, tl.max(scores, axis=1))
+        rescale = tl.exp(max_score - new_max)
+        weights = tl.exp(scores - new_max[:, None])
+        values = tl.load(v_cache_ptr + kv_offsets, mask=key_valid[:, None], other=0.0)
+        exp_sum = exp_sum * rescale + tl.sum(weights, axis=1)
+        acc = acc * rescale[:, None] + tl.dot(weights.to(values.dtype), values,
+                                              input_precision=DOT_PRECISION)
+        max_score = new_max
+
+    out = acc / exp_sum[:, None]
+    tl.store(out_ptr + q_offsets, out.to(out_ptr.dtype.element_ty), mask=row_valid[:, None])
+
+
+def prefill_attention_triton(query: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
+                             cu_seqlens_q: torch.Tensor, context_lens: torch.Tensor,
+                             block_tables: torch.Tensor, scale: float,
+                             max_query_len: int) -> torch.Tensor:
+    require_triton()
+    num_tokens, num_heads, head_dim = query.shape
+    _, block_size, num_kv_heads, _ = k_cache.shape
+    assert head_dim & (head_dim - 1) == 0, "the Triton kernel needs a power-of-two head_dim"
+    assert block_size >= 16, "tl.dot needs cache blocks of at least 16 tokens"
+    query = query.contiguous()
+    out = torch.empty_like(query)
+    block_m = 64 if head_dim <= 128 else 32
+    block_m = min(block_m, max(16, triton.next_power_of_2(max_query_len)))
+    grid = (triton.cdiv(max_query_len, block_m), context_lens.shape[0], num_heads)
+    prefill_attention_kernel[grid](
+        query, k_cache, v_cache, out, cu_seqlens_q, context_lens, block_tables, scale,
+        block_tables.shape[1], NUM_HEADS=num_heads, NUM_KV_HEADS=num_kv_heads, HEAD_DIM=head_dim,
+        BLOCK_SIZE=block_size, BLOCK_M=block_m,
+        DOT_PRECISION="ieee" if query.dtype == torch.float32 else "tf32")
+    return out
+
+
+def prefill_attention(query: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
+                      cu_seqlens_q: torch.Tensor, context_lens: torch.Tensor,
+                      block_tables: torch.Tensor, scale: float,
+                      max_query_len: int) -> torch.Tensor:
+    """Causal attention of packed query chunks over their cached contexts."""
+    if use_triton(query):
+        return prefill_attention_triton(query, k_cache, v_cache, cu_seqlens_q, context_lens,
+                                        block_tables, scale, max_query_len)
+    return prefill_attention_torch(query, k_cache, v_cache, cu_seqlens_q, context_lens,
+                                   block_tables, scale, max_query_len)

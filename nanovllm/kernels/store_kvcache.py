@@ -1,0 +1,65 @@
+"""Write this step's keys and values into the paged KV cache.
+
+The cache is a pool of fixed-size blocks; a sequence's tokens are scattered over the
+blocks its block table names. The scheduler has already decided where every new token
+goes, as a *slot*: ``slot = block_id * block_size + offset_in_block``. Flattening the
+cache to ``[num_blocks * block_size, kv_heads, head_dim]`` makes a slot a row index,
+so storing is a scatter: row ``t`` of ``key`` goes to row ``slot_mapping[t]`` of the
+cache. A slot of -1 means "padding, store nothing" (CUDA-graph batches are padded).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from nanovllm.kernels.triton_support import jit, require_triton, tl, triton, use_triton
+
+
+def store_kvcache_torch(key: torch.Tensor, value: torch.Tensor, k_cache: torch.Tensor,
+                        v_cache: torch.Tensor, slot_mapping: torch.Tensor) -> None:
+    """key, value: [tokens, kv_heads, head_dim]; caches: [blocks, block_size, kv_heads, head_dim]."""
+    real = slot_mapping >= 0
+    slots = slot_mapping[real]
+    k_cache.view(-1, *k_cache.shape[2:])[slots] = key[real]
+    v_cache.view(-1, *v_cache.shape[2:])[slots] = value[real]
+
+
+@jit
+def store_kvcache_kernel(key_ptr, value_ptr, k_cache_ptr, v_cache_ptr, slot_mapping_ptr,
+                         key_stride, value_stride,
+                         ROW: tl.constexpr, ROW_POW2: tl.constexpr):
+    # One program per token: copy its row of ROW = kv_heads * head_dim numbers.
+    token = tl.program_id(0)
+    slot = tl.load(slot_mapping_ptr + token)
+    if slot < 0:  # a padding token: nothing to store
+        return
+    columns = tl.arange(0, ROW_POW2)  # tl.arange needs a power of two; mask the excess
+    mask = columns < ROW
+    k = tl.load(key_ptr + token * key_stride + columns, mask=mask)
+    v = tl.load(value_ptr + token * value_stride + columns, mask=mask)
+    tl.store(k_cache_ptr + slot * ROW + columns, k, mask=mask)
+    tl.store(v_cache_ptr + slot * ROW + columns, v, mask=mask)
+
+
+def store_kvcache_triton(key: torch.Tensor, value: torch.Tensor, k_cache: torch.Tensor,
+                         v_cache: torch.Tensor, slot_mapping: torch.Tensor) -> None:
+    require_triton()
+    num_tokens, num_kv_heads, head_dim = key.shape
+    # Each token's heads must sit side by side; the token stride may be anything
+    # (key and value are often views into one fused QKV output).
+    assert key.stride(1) == head_dim and key.stride(2) == 1, "key rows must be contiguous"
+    assert value.stride(1) == head_dim and value.stride(2) == 1, "value rows must be contiguous"
+    assert k_cache.is_contiguous() and v_cache.is_contiguous()
+    row = num_kv_heads * head_dim
+    store_kvcache_kernel[(num_tokens,)](
+        key, value, k_cache, v_cache, slot_mapping, key.stride(0), value.stride(0),
+        ROW=row, ROW_POW2=triton.next_power_of_2(row))
+
+
+def store_kvcache(key: torch.Tensor, value: torch.Tensor, k_cache: torch.Tensor,
+                  v_cache: torch.Tensor, slot_mapping: torch.Tensor) -> None:
+    """Scatter key/value rows into the cache at the given slots (Triton on GPU, torch elsewhere)."""
+    if use_triton(key):
+        store_kvcache_triton(key, value, k_cache, v_cache, slot_mapping)
+    else:
+        store_kvcache_torch(key, value, k_cache, v_cache, slot_mapping)

@@ -1,0 +1,46 @@
+"""Load Triton only where it can run, so the kernels' files import everywhere.
+
+Each kernel file holds two implementations of one piece of maths: a Triton kernel for
+NVIDIA GPUs and a plain-torch reference that runs anywhere. A CPU-only machine may not
+have Triton installed, and importing it there would gain nothing, so Triton is loaded
+only when a CUDA GPU is present, or when ``TRITON_INTERPRET=1`` asks Triton to run
+kernels on the CPU through its interpreter (which is how the tests check the kernels
+on machines without a GPU). Elsewhere ``jit`` leaves the kernel a plain Python
+function that nothing launches, and ``tl`` is ``None`` (kernel files use
+``from __future__ import annotations`` so that ``tl.constexpr`` annotations are never
+evaluated).
+"""
+
+import importlib
+import os
+
+import torch
+
+
+def _load_triton():
+    wanted = torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1"
+    if not wanted:
+        return None, None
+    try:
+        return importlib.import_module("triton"), importlib.import_module("triton.language")
+    except ImportError:
+        return None, None
+
+
+triton, tl = _load_triton()
+
+
+def jit(kernel):
+    """``triton.jit`` where Triton is loaded; otherwise the undecorated function."""
+    return triton.jit(kernel) if triton is not None else kernel
+
+
+def use_triton(tensor: torch.Tensor) -> bool:
+    """Run the Triton kernel for this tensor? Only on a CUDA device with Triton loaded."""
+    return triton is not None and tensor.is_cuda
+
+
+def require_triton() -> None:
+    if triton is None:
+        raise RuntimeError("Triton is not available: install the 'triton' package on a GPU "
+                           "machine, or set TRITON_INTERPRET=1 before importing nanovllm")

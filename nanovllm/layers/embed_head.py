@@ -1,0 +1,56 @@
+"""Token embedding in, vocabulary logits out; both may be split by vocabulary across GPUs.
+
+With tensor parallelism each GPU keeps a contiguous slice of the vocabulary's rows.
+Embedding: each GPU looks up the tokens that fall in its slice, writes zeros for the
+rest, and an all-reduce assembles the full vectors. LM head: each GPU scores its slice
+of the vocabulary and the slices are gathered into full logits.
+
+The LM head is the largest matrix product of a decode step (vocabulary x hidden), so
+it is applied only to the rows that will be sampled: for a prompt of 1,000 tokens
+only the last position's logits are needed.
+"""
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from nanovllm.layers.linear import check_shape, tensor_parallel_rank_and_size
+
+
+class VocabParallelEmbedding(nn.Module):
+    def __init__(self, vocab_size: int, hidden_size: int):
+        super().__init__()
+        self.tp_rank, self.tp_size = tensor_parallel_rank_and_size()
+        self.vocab_size, self.hidden_size = vocab_size, hidden_size
+        self.rows_per_rank = -(-vocab_size // self.tp_size)
+        self.first_row = self.tp_rank * self.rows_per_rank
+        self.weight = nn.Parameter(torch.empty(self.rows_per_rank, hidden_size))
+        self.weight.weight_loader = self.weight_loader
+
+    def weight_loader(self, param: nn.Parameter, loaded: torch.Tensor, shard_id=None) -> None:
+        check_shape(torch.Size((self.vocab_size, self.hidden_size)), loaded)
+        rows = loaded[self.first_row:self.first_row + self.rows_per_rank]
+        param.data.zero_()
+        param.data[:rows.shape[0]].copy_(rows)
+
+    def forward(self, token_ids: torch.Tensor) -> torch.Tensor:
+        if self.tp_size == 1:
+            return F.embedding(token_ids, self.weight)
+        local = token_ids - self.first_row
+        mine = (local >= 0) & (local < self.rows_per_rank)
+        vectors = F.embedding(local.clamp(0, self.rows_per_rank - 1), self.weight)
+        vectors = vectors * mine.unsqueeze(-1)
+        dist.all_reduce(vectors)
+        return vectors
+
+
+class ParallelLMHead(VocabParallelEmbedding):
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        """hidden: [rows, hidden_size] (only the rows to sample) -> [rows, vocab_size]."""
+        logits = F.linear(hidden, self.weight)
+        if self.tp_size > 1:
+            slices = [torch.empty_like(logits) for _ in range(self.tp_size)]
+            dist.all_gather(slices, logits)
+            logits = torch.cat(slices, dim=-1)
+        return logits[:, :self.vocab_size]

@@ -1,0 +1,94 @@
+"""Turn each sequence's logits into its next token, with that request's own sampling rules.
+
+For one row of logits and its request's parameters:
+
+1. temperature 0 means greedy: take the arg-max, nothing random happens;
+2. otherwise divide the logits by the temperature and take the softmax;
+3. top-k keeps the k most likely tokens; top-p (nucleus) then keeps the *smallest* set
+   of the most likely tokens whose probability mass (renormalised after top-k)
+   reaches p. The most likely token is always kept;
+4. draw from what is left with the *exponential race*: give every token an independent
+   waiting time E ~ Exp(1) and pick the token with the largest p / E. Token i wins with
+   probability exactly p_i / sum(p), so no cumulative sums or normalisation are needed,
+   and removed tokens (p = 0) can never win.
+
+Randomness: a request with a seed gets noise from a generator seeded by (seed, number of
+tokens it has generated so far), so its output does not depend on which other requests
+share its batches, or on being preempted and recomputed. Requests without a seed share
+the engine's generator (seeded from ``Config.seed``), reproducible for a given workload.
+"""
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+# Probabilities carry float32 rounding of ~1e-7; mass within this much of p counts as p.
+NUCLEUS_TOLERANCE = 1e-6
+
+
+@dataclass
+class SamplingTensors:
+    temperatures: torch.Tensor  # [rows] float; 0 = greedy
+    top_ks: torch.Tensor  # [rows] int; 0 = keep all
+    top_ps: torch.Tensor  # [rows] float in (0, 1]
+    seeds: list  # [rows] int or None
+    steps: list  # [rows] tokens the request has generated so far
+
+    @classmethod
+    def from_params(cls, params: list, steps: list[int], device) -> "SamplingTensors":
+        return cls(
+            temperatures=torch.tensor([p.temperature for p in params], dtype=torch.float32,
+                                      device=device),
+            top_ks=torch.tensor([max(p.top_k, 0) for p in params], dtype=torch.long,
+                                device=device),
+            top_ps=torch.tensor([p.top_p for p in params], dtype=torch.float32, device=device),
+            seeds=[p.seed for p in params], steps=list(steps))
+
+
+def truncated_probs(logits: torch.Tensor, top_ks: torch.Tensor,
+                    top_ps: torch.Tensor) -> torch.Tensor:
+    """Softmax of each row with top-k, then top-p, applied; removed tokens get probability 0."""
+    probs = logits.softmax(dim=-1)
+    vocab_size = probs.shape[-1]
+    if bool((top_ks == 0).all()) and bool((top_ps >= 1).all()):
+        return probs
+    sorted_probs, order = probs.sort(dim=-1, descending=True)
+    rank = torch.arange(vocab_size, device=probs.device)
+    keep = rank[None, :] < torch.where(top_ks > 0, top_ks, vocab_size)[:, None]
+    sorted_probs = sorted_probs * keep
+    sorted_probs = sorted_probs / sorted_probs.sum(dim=-1, keepdim=True)
+    mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs  # mass of strictly likelier tokens
+    reached = mass_before >= top_ps[:, None] - NUCLEUS_TOLERANCE
+    keep &= ~reached | (top_ps[:, None] >= 1)
+    keep[:, 0] = True
+    kept = torch.zeros_like(keep).scatter(1, order, keep)
+    return probs.masked_fill(~kept, 0.0)
+
+
+def exponential_noise(shape: torch.Size, seeds: list, steps: list, device,
+                      generator: torch.Generator | None) -> torch.Tensor:
+    """Exp(1) noise, one row per request; seeded rows depend only on (seed, step)."""
+    noise = torch.empty(shape, device=device).exponential_(generator=generator)
+    for row, (seed, step) in enumerate(zip(seeds, steps, strict=True)):
+        if seed is not None:
+            own = torch.Generator(device=device).manual_seed(hash((seed, step)) & (2**63 - 1))
+            noise[row].exponential_(generator=own)
+    return noise
+
+
+class Sampler(nn.Module):
+    def forward(self, logits: torch.Tensor, sampling: SamplingTensors,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+        """logits: [rows, vocab] -> sampled token ids: [rows] (int64)."""
+        logits = logits.float()
+        greedy = logits.argmax(dim=-1)
+        is_greedy = sampling.temperatures == 0
+        if bool(is_greedy.all()):
+            return greedy
+        temperatures = torch.where(is_greedy, 1.0, sampling.temperatures)
+        probs = truncated_probs(logits / temperatures[:, None], sampling.top_ks, sampling.top_ps)
+        noise = exponential_noise(probs.shape, sampling.seeds, sampling.steps, logits.device,
+                                  generator)
+        sampled = (probs / noise).argmax(dim=-1)
+        return torch.where(is_greedy, greedy, sampled)

@@ -1,0 +1,86 @@
+"""Fill a model's parameters from the ``*.safetensors`` files of a Hugging Face folder.
+
+Checkpoint names follow the Hugging Face module tree (``model.layers.3.self_attn.q_proj.weight``),
+which our model mirrors, except where we merged projections: q/k/v live in one
+``qkv_proj`` and gate/up in one ``gate_up_proj``. The model's ``packed_modules_mapping``
+says where each separate tensor lands, and each parameter's ``weight_loader`` copies it
+into the right rows (and, with tensor parallelism, keeps only this GPU's share).
+
+Loading is strict, because a silently half-loaded model produces fluent nonsense: an
+unknown tensor, a shape mismatch, or a parameter no file provides is an error that
+names the file and what was expected. Nothing here touches the network.
+"""
+
+from pathlib import Path
+
+from safetensors import safe_open
+from torch import nn
+
+
+def default_weight_loader(param: nn.Parameter, loaded, shard_id=None) -> None:
+    if tuple(param.shape) != tuple(loaded.shape):
+        raise ValueError(f"expected shape {tuple(param.shape)}, got {tuple(loaded.shape)}")
+    param.data.copy_(loaded)
+
+
+def checkpoint_files(folder: str | Path) -> list[Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: model folder not found")
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"{folder}: no *.safetensors weight files in the model folder")
+    return files
+
+
+def target_of(name: str, mapping: dict) -> tuple[str, object]:
+    """Our parameter name for a checkpoint tensor name, and the shard it fills (or None)."""
+    for part, (merged, shard_id) in mapping.items():
+        if f".{part}." in name:
+            return name.replace(f".{part}.", f".{merged}."), shard_id
+    return name, None
+
+
+def expected_names(params: dict, mapping: dict) -> list[str]:
+    """The checkpoint tensor names that together fill every parameter."""
+    parts_by_merged: dict[str, list[str]] = {}
+    for part, (merged, _) in mapping.items():
+        parts_by_merged.setdefault(merged, []).append(part)
+    names = []
+    for name in params:
+        merged = next((m for m in parts_by_merged if f".{m}." in name), None)
+        if merged is None:
+            names.append(name)
+        else:
+            names += [name.replace(f".{merged}.", f".{part}.") for part in parts_by_merged[merged]]
+    return names
+
+
+def load_model(model: nn.Module, folder: str | Path) -> None:
+    files = checkpoint_files(folder)
+    params = dict(model.named_parameters())  # a tied weight appears once, under its first name
+    mapping = getattr(model, "packed_modules_mapping", {})
+    tied = getattr(model.config, "tie_word_embeddings", False)
+    loaded_names: set[str] = set()
+    for path in files:
+        with safe_open(str(path), framework="pt") as file:
+            for name in file.keys():
+                if name.endswith("rotary_emb.inv_freq"):  # a cached buffer, recomputed here
+                    continue
+                if tied and name == "lm_head.weight":  # the same matrix as the embedding
+                    continue
+                target, shard_id = target_of(name, mapping)
+                if target not in params:
+                    raise ValueError(f"{path}: unexpected tensor {name!r}; this model "
+                                     f"({model.config.architecture}) has no such weight")
+                param = params[target]
+                loader = getattr(param, "weight_loader", default_weight_loader)
+                try:
+                    loader(param, file.get_tensor(name), shard_id)
+                except ValueError as error:
+                    raise ValueError(f"{path}: tensor {name!r}: {error}") from None
+                loaded_names.add(name)
+    missing = [name for name in expected_names(params, mapping) if name not in loaded_names]
+    if missing:
+        raise ValueError(f"{folder}: the checkpoint lacks {len(missing)} expected tensor(s), "
+                         f"e.g. {missing[:3]}")

@@ -1,0 +1,150 @@
+"""Each Triton kernel against its torch reference, and the references against plain attention.
+
+On a machine without a GPU the Triton kernels run in Triton's interpreter
+(TRITON_INTERPRET=1) with small shapes; on a GPU they run compiled, at the shapes of a
+real model (Qwen3-0.6B: 16 query heads, 8 kv heads, head_dim 128), in float32 and bfloat16.
+"""
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from nanovllm.kernels import decode_attention, prefill_attention, store_kvcache, triton_support
+
+ON_GPU = torch.cuda.is_available()
+DEVICE = "cuda" if ON_GPU else "cpu"
+# (heads, kv_heads, head_dim, block_size, longest context)
+SHAPES = (16, 8, 128, 16, 1500) if ON_GPU else (4, 2, 16, 16, 70)
+DTYPES = [torch.float32, torch.bfloat16] if ON_GPU else [torch.float32]
+TOLERANCE = {torch.float32: 1e-4, torch.bfloat16: 2e-2}  # max absolute difference allowed
+
+
+# Triton's interpreter works only if TRITON_INTERPRET=1 was set before Triton was first
+# imported (and other libraries, transformers among them, import Triton early). So on a
+# CPU-only machine the Triton-vs-torch tests run in a child process that starts with it set.
+RUN_TRITON_HERE = ON_GPU or os.environ.get("TRITON_INTERPRET") == "1"
+triton_here = pytest.mark.skipif(not RUN_TRITON_HERE,
+                                 reason="run by test_triton_kernels_in_interpreter (child process)")
+
+
+@pytest.mark.skipif(RUN_TRITON_HERE, reason="the Triton kernels run in this process")
+def test_triton_kernels_in_interpreter():
+    if importlib.util.find_spec("triton") is None:
+        pytest.skip("triton is not installed")
+    child = subprocess.run(
+        [sys.executable, "-m", "pytest", __file__, "-q", "-p", "no:cacheprovider", "-k", "kernel_matches_reference"],
+        env={**os.environ, "TRITON_INTERPRET": "1"}, capture_output=True, text=True,
+        cwd=Path(__file__).parents[2])
+    assert child.returncode == 0, child.stdout[-4000:] + child.stderr[-2000:]
+    assert " passed" in child.stdout and "skipped" not in child.stdout, child.stdout[-2000:]
+
+
+def paged_cache(num_seqs: int, context_lens: list[int], dtype, seed: int = 0):
+    """A random KV cache and block tables that scatter each sequence over shuffled blocks."""
+    heads, kv_heads, head_dim, block_size, _ = SHAPES
+    generator = torch.Generator().manual_seed(seed)
+    blocks_needed = [-(-n // block_size) for n in context_lens]
+    num_blocks = sum(blocks_needed) + 3
+    shuffled = torch.randperm(num_blocks, generator=generator).tolist()
+    tables = torch.full((num_seqs, max(blocks_needed)), -1, dtype=torch.int32)
+    for i, count in enumerate(blocks_needed):
+        tables[i, :count] = torch.tensor([shuffled.pop() for _ in range(count)])
+    shape = (num_blocks, block_size, kv_heads, head_dim)
+    k_cache = torch.randn(shape, generator=generator).to(DEVICE, dtype)
+    v_cache = torch.randn(shape, generator=generator).to(DEVICE, dtype)
+    lens = torch.tensor(context_lens, dtype=torch.int32, device=DEVICE)
+    return k_cache, v_cache, tables.to(DEVICE), lens
+
+
+def dense_causal_attention(q, k, v, scale):
+    """Textbook attention for one sequence whose queries are its last len(q) tokens."""
+    group = q.shape[1] // k.shape[1]
+    k, v = k.repeat_interleave(group, 1).float(), v.repeat_interleave(group, 1).float()
+    scores = torch.einsum("qhd,khd->hqk", q.float(), k) * scale
+    offset = k.shape[0] - q.shape[0]
+    mask = torch.ones(q.shape[0], k.shape[0], dtype=torch.bool).triu(offset + 1)
+    scores = scores.masked_fill(mask.to(scores.device), float("-inf"))
+    return torch.einsum("hqk,khd->qhd", scores.softmax(-1), v)
+
+
+def test_references_match_textbook_attention():
+    heads, _, head_dim, _, _ = SHAPES
+    context_lens, query_lens = [37, 16, 5], [37, 3, 1]  # full prompt, cached prefix, decode
+    k_cache, v_cache, tables, lens = paged_cache(3, context_lens, torch.float32)
+    cu = torch.tensor([0, 37, 40, 41], dtype=torch.int32, device=DEVICE)
+    query = torch.randn(41, heads, head_dim, device=DEVICE)
+    out = prefill_attention.prefill_attention_torch(query, k_cache, v_cache, cu, lens, tables,
+                                                 0.3, max(query_lens))
+    for i, n in enumerate(context_lens):
+        k = decode_attention.gather_context(k_cache, tables[i], n)
+        v = decode_attention.gather_context(v_cache, tables[i], n)
+        rows = slice(int(cu[i]), int(cu[i + 1]))
+        expected = dense_causal_attention(query[rows], k, v, 0.3)
+        torch.testing.assert_close(out[rows], expected, atol=1e-5, rtol=1e-5)
+    decoded = decode_attention.decode_attention_torch(query[40:41], k_cache[:, :], v_cache,
+                                                   tables[2:], lens[2:], 0.3)
+    torch.testing.assert_close(decoded, out[40:41], atol=1e-6, rtol=1e-6)
+
+
+@triton_here
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_store_kvcache_kernel_matches_reference(dtype):
+    _, kv_heads, head_dim, _, _ = SHAPES
+    k_cache, v_cache, _, _ = paged_cache(2, [40, 9], dtype)
+    num_slots = k_cache.shape[0] * k_cache.shape[1]
+    slots = torch.randperm(num_slots)[:12].to(DEVICE)
+    slots[5] = -1  # padding: must not be stored anywhere
+    # key/value as strided views into one fused tensor, as the model produces them
+    fused = torch.randn(12, 3 * kv_heads, head_dim, device=DEVICE).to(dtype)
+    key, value = fused[:, :kv_heads], fused[:, kv_heads:2 * kv_heads]
+    expected_k, expected_v = k_cache.clone(), v_cache.clone()
+    store_kvcache.store_kvcache_torch(key, value, expected_k, expected_v, slots)
+    store_kvcache.store_kvcache_triton(key, value, k_cache, v_cache, slots)
+    assert torch.equal(k_cache, expected_k) and torch.equal(v_cache, expected_v)
+    flat = k_cache.flatten(0, 1)
+    assert torch.equal(flat[slots[0]], key[0])
+
+
+@triton_here
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_decode_attention_kernel_matches_reference(dtype):
+    heads, _, head_dim, block_size, longest = SHAPES
+    context_lens = [1, block_size, block_size + 1, longest, 7, longest // 2]
+    k_cache, v_cache, tables, lens = paged_cache(len(context_lens), context_lens, dtype)
+    query = torch.randn(len(context_lens), heads, head_dim, device=DEVICE).to(dtype)
+    scale = head_dim ** -0.5
+    expected = decode_attention.decode_attention_torch(query, k_cache, v_cache, tables, lens, scale)
+    actual = decode_attention.decode_attention_triton(query, k_cache, v_cache, tables, lens, scale)
+    difference = (actual.float() - expected.float()).abs().max().item()
+    print(f"decode {dtype}: max |triton - torch| = {difference:.2e}")
+    assert difference <= TOLERANCE[dtype]
+
+
+@triton_here
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_prefill_attention_kernel_matches_reference(dtype):
+    heads, _, head_dim, block_size, longest = SHAPES
+    # (query_len, context_len): whole prompts, chunks after a cached prefix, decode tokens
+    chunks = [(longest, longest), (3, block_size + 3), (1, 9), (block_size, 2 * block_size),
+              (longest // 2, longest), (1, longest)]
+    query_lens = [q for q, _ in chunks]
+    k_cache, v_cache, tables, lens = paged_cache(len(chunks), [c for _, c in chunks], dtype)
+    cu = torch.tensor([0, *torch.tensor(query_lens).cumsum(0).tolist()], dtype=torch.int32,
+                      device=DEVICE)
+    query = torch.randn(sum(query_lens), heads, head_dim, device=DEVICE).to(dtype)
+    scale = head_dim ** -0.5
+    args = (query, k_cache, v_cache, cu, lens, tables, scale, max(query_lens))
+    expected = prefill_attention.prefill_attention_torch(*args)
+    actual = prefill_attention.prefill_attention_triton(*args)
+    difference = (actual.float() - expected.float()).abs().max().item()
+    print(f"prefill {dtype}: max |triton - torch| = {difference:.2e}")
+    assert difference <= TOLERANCE[dtype]
+
+
+def test_cpu_tensors_always_take_the_torch_path():
+    assert not triton_support.use_triton(torch.zeros(1))

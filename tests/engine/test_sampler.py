@@ -1,0 +1,103 @@
+"""The sampler draws from exactly the truncated distribution each request asks for."""
+
+import math
+
+import pytest
+import torch
+
+from nanovllm.layers.sampler import Sampler, SamplingTensors, truncated_probs
+
+LOGITS = torch.tensor([2.0, 1.5, 1.0, 0.5, 0.0, -0.5, -1.0, -2.0])
+# chi-square critical values at the 0.999 quantile, by degrees of freedom
+CHI2_999 = {1: 10.83, 2: 13.82, 3: 16.27, 4: 18.47, 5: 20.52, 6: 22.46, 7: 24.32}
+
+
+def expected_distribution(logits: list[float], temperature: float, top_k: int, top_p: float):
+    """Written out by hand, independently of the sampler: softmax, top-k, then nucleus."""
+    weights = [math.exp(x / temperature) for x in logits]
+    probs = [w / sum(weights) for w in weights]
+    order = sorted(range(len(probs)), key=lambda i: -probs[i])
+    candidates = order[:top_k] if top_k > 0 else order
+    total = sum(probs[i] for i in candidates)
+    nucleus, mass = [], 0.0
+    for i in candidates:
+        if nucleus and mass >= top_p - 1e-9:
+            break
+        nucleus.append(i)
+        mass += probs[i] / total
+    kept = sum(probs[i] for i in nucleus)
+    return {i: probs[i] / kept for i in nucleus}
+
+
+def sampling(rows: int, temperature=1.0, top_k=0, top_p=1.0, seeds=None, steps=None):
+    return SamplingTensors(
+        temperatures=torch.full((rows,), temperature), top_ks=torch.full((rows,), top_k),
+        top_ps=torch.full((rows,), top_p), seeds=seeds or [None] * rows,
+        steps=steps or [0] * rows)
+
+
+@pytest.mark.parametrize("temperature, top_k, top_p", [
+    (0.7, 0, 1.0), (1.0, 3, 1.0), (1.3, 0, 0.8), (0.9, 5, 0.7), (2.0, 0, 0.95)])
+def test_empirical_frequencies_match_truncated_distribution(temperature, top_k, top_p):
+    draws = 20000
+    generator = torch.Generator().manual_seed(1234)
+    tokens = Sampler()(LOGITS.expand(draws, -1), sampling(draws, temperature, top_k, top_p),
+                       generator)
+    counts = torch.bincount(tokens, minlength=len(LOGITS)).tolist()
+    expected = expected_distribution(LOGITS.tolist(), temperature, top_k, top_p)
+    outside = {i: c for i, c in enumerate(counts) if i not in expected and c}
+    assert not outside, f"tokens outside the allowed set were drawn: {outside}"
+    chi2 = sum((counts[i] - draws * p) ** 2 / (draws * p) for i, p in expected.items())
+    degrees = len(expected) - 1
+    if degrees:
+        assert chi2 < CHI2_999[degrees], (chi2, counts, expected)
+
+
+def test_seeded_rows_follow_the_distribution_too():
+    draws = 4000
+    tokens = Sampler()(LOGITS.expand(draws, -1),
+                       sampling(draws, 1.0, 0, 0.9, seeds=list(range(draws))))
+    counts = torch.bincount(tokens, minlength=len(LOGITS)).tolist()
+    expected = expected_distribution(LOGITS.tolist(), 1.0, 0, 0.9)
+    assert all(counts[i] == 0 for i in range(len(LOGITS)) if i not in expected)
+    chi2 = sum((counts[i] - draws * p) ** 2 / (draws * p) for i, p in expected.items())
+    assert chi2 < CHI2_999[len(expected) - 1]
+
+
+@pytest.mark.parametrize("top_p, allowed", [
+    (0.5, {0}), (0.75, {0, 1}), (0.7501, {0, 1, 2}), (0.875, {0, 1, 2}), (1.0, {0, 1, 2, 3}),
+    (1e-9, {0})])
+def test_nucleus_is_the_smallest_set_reaching_p(top_p, allowed):
+    logits = torch.log(torch.tensor([[0.5, 0.25, 0.125, 0.125]]))
+    probs = truncated_probs(logits, torch.tensor([0]), torch.tensor([top_p]))
+    assert set(torch.nonzero(probs[0]).flatten().tolist()) == allowed
+
+
+def test_top_k_then_top_p_renormalises_between_them():
+    logits = torch.log(torch.tensor([[0.5, 0.25, 0.125, 0.125]]))
+    # after top-k=3 the masses are 4/7, 2/7, 1/7: p = 0.8 needs the first two only
+    probs = truncated_probs(logits, torch.tensor([3]), torch.tensor([0.8]))
+    assert torch.nonzero(probs[0]).flatten().tolist() == [0, 1]
+
+
+def test_per_request_parameters_in_one_batch():
+    rows = torch.stack([LOGITS, LOGITS, LOGITS, LOGITS.flip(0)])
+    params = SamplingTensors(
+        temperatures=torch.tensor([0.0, 5.0, 5.0, 0.0]), top_ks=torch.tensor([0, 1, 0, 0]),
+        top_ps=torch.tensor([1.0, 1.0, 1e-6, 1.0]), seeds=[None] * 4, steps=[0] * 4)
+    for seed in range(20):
+        tokens = Sampler()(rows, params, torch.Generator().manual_seed(seed))
+        # greedy; top-k 1; a tiny nucleus; greedy on the reversed row
+        assert tokens.tolist() == [0, 0, 0, len(LOGITS) - 1]
+
+
+def test_a_seeded_request_samples_the_same_whatever_its_batch():
+    logits = torch.randn(6, 50, generator=torch.Generator().manual_seed(0))
+    seeds, steps = [7, None, 7, 8, None, 7], [3, 0, 3, 3, 0, 4]
+    together = Sampler()(logits[[0] * 6], sampling(6, seeds=seeds, steps=steps),
+                         torch.Generator().manual_seed(1))
+    alone = Sampler()(logits[:1], sampling(1, seeds=[7], steps=[3]),
+                      torch.Generator().manual_seed(99))
+    assert together[0] == together[2] == alone[0]  # same seed, same step, same logits
+    draws = [Sampler()(logits[:1], sampling(1, seeds=[7], steps=[s])).item() for s in range(40)]
+    assert len(set(draws)) > 5  # the step moves the random stream forward
