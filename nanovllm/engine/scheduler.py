@@ -45,16 +45,18 @@ class Scheduler:
 
     ``schedule()`` builds a step in three moves:
 
-    1. Running sequences, oldest admission first. A decode costs one token. A sequence still
-       in prefill gets a chunk of the budget left after one token is set aside for each decode
-       behind it: decodes go first, prefill chunks fill what remains (as in vLLM), so a long
-       prompt never stalls the requests that are already generating.
+    1. Running sequences, oldest admission first, each taking the tokens it has left to
+       compute (one for a decode) out of the step's token budget. This is "decode first,
+       prefill chunks in the remaining budget" (as in vLLM) without a second pass: a prompt
+       chunk stops short only where the budget runs out, so a sequence still in prefill is
+       always the newest running one, behind every decode. A long prompt never stalls the
+       requests that are already generating.
     2. When a running sequence needs a block and the pool is empty: preemption by recompute.
        The most recently admitted running sequence gives up all its blocks and goes back to
-       the front of the waiting queue (it will be recomputed, prompt and output so far, much of
-       it possibly revived from the prefix cache). Repeat until the block fits; if the needy
-       sequence is itself the newest, it goes. The oldest sequence is therefore never evicted
-       by another and always advances, so the engine cannot livelock.
+       the front of the waiting queue; later it is recomputed (prompt and output so far, much
+       of it perhaps revived from the prefix cache). Repeat until the block fits; if the needy
+       sequence is itself the newest, it goes. No sequence is ever evicted by a newer one, so
+       the oldest always advances and the engine cannot livelock.
     3. Waiting sequences, first come first served, while ``max_num_seqs``, the token budget
        and the pool allow, but not in a step that had to preempt (re-admitting what was just
        evicted would thrash). Prefix-cache hits count as already computed. A long prompt is
@@ -100,19 +102,15 @@ class Scheduler:
     def schedule(self) -> ScheduledBatch:
         """Choose this step's work and allocate its blocks (see the class docstring)."""
         batch, budget = ScheduledBatch(), self.config.max_num_batched_tokens
-        i = 0
+        i = 0  # 1. running sequences, oldest first (2. preemption happens in _make_room)
         while i < len(self.running):
             seq = self.running[i]
-            if is_decode(seq):
-                n = min(1, budget)
-            else:
-                decodes_behind = sum(map(is_decode, self.running[i + 1 :]))
-                n = min(seq.num_tokens - seq.num_computed_tokens, budget - decodes_behind)
+            n = min(seq.num_tokens - seq.num_computed_tokens, budget)
             if n > 0 and self._make_room(seq, n, batch):
                 self._add_to_batch(batch, seq, n)
                 budget -= n
             i += 1
-        bm = self.block_manager
+        bm = self.block_manager  # 3. waiting sequences, first come first served
         while (self.waiting and budget > 0 and not batch.preempted_seq_ids
                and len(self.running) < self.config.max_num_seqs):
             seq = self.waiting[0]
