@@ -26,12 +26,14 @@ class Book:
 
     def shared(self, key: str, factory: Callable[[], T]) -> T:
         """The object stored under ``key``, built by ``factory()`` the first time it is asked for."""
+        # region shared-cache
         if not isinstance(key, str) or not key:
             raise ValueError(f"book.shared: key must be a non-empty string, got {key!r}")
         if key not in self._shared:
             self._shared[key] = factory()
             self.created.append(key)
         return self._shared[key]
+        # endregion shared-cache
 
     def clear(self) -> None:
         self._shared.clear()

@@ -267,7 +267,9 @@ def visit_slice_html(self, node: engine_slice) -> None:
     markers = {line: number for line, number in node["markers"]}
     href = self.builder.get_relative_uri(self.builder.current_docname, node["page"])
     href += f"#L{node['start']}"
-    self.body.append(f'<figure class="nb-slice" id="{slice_id}">\n<figcaption class="nb-slice-head">')
+    wide = " nb-has-notes" if markers else ""
+    self.body.append(f'<figure class="nb-slice{wide}" id="{slice_id}">\n'
+                     '<figcaption class="nb-slice-head">')
     if node["caption"]:
         self.body.append(f'<span class="nb-slice-caption">{html.escape(node["caption"])}</span> ')
     self.body.append(
@@ -426,6 +428,9 @@ def add_slice_script(app: Sphinx, pagename: str, templatename: str, context: dic
 
 
 def setup(app: Sphinx) -> dict:
+    app.setup_extension("nanobook.warnings")
+    app.setup_extension("nanobook.assets")
+    app.setup_extension("nanobook.latex_style")
     app.setup_extension("nanobook.engine_source")
     app.add_node(
         engine_slice,

@@ -33,10 +33,11 @@ Options:
 **Namespace.** The blocks of one page share one namespace and run in page
 order, like cells of a notebook; each page starts afresh with one name defined,
 ``book`` (``book.shared(key, factory)`` keeps an object, such as a loaded model,
-for the whole build: see ``nanobook.book``). A GPU block sees the names defined
-above it, but what it defines stays inside it, so a page behaves the same on a
-machine with a GPU and without one. When a block fails, the blocks after it on
-its page are not run.
+for the whole build: see ``nanobook.book``). A GPU block is the exception: it
+runs in a namespace of its own (with ``book``), because where there is no GPU its
+code does not run at all. So it neither needs nor leaves names, a page behaves
+the same with and without a GPU, and its record depends only on its own code and
+the engine. When a block fails, the blocks after it on its page are not run.
 
 **GPU blocks.** Where the machine has the GPUs a block asks for, it runs like
 any other and the page says which device it ran on. Elsewhere its output comes
@@ -298,7 +299,6 @@ def cpu_or_gpu_words(outcome: Outcome) -> str:
 class Block:
     node: check_block
     index: int  # position on the page, from 1
-    prelude: list[str]  # code of the CPU blocks above it
 
     @property
     def code(self) -> str:
@@ -317,19 +317,13 @@ class Block:
 
     def key(self, config) -> tuple[records.BlockKey, list[str]]:
         root = engine_root(config)
-        files = files_reached(root, engine_packages(config), [self.code, *self.prelude],
-                              self.node["depends"])
+        files = files_reached(root, engine_packages(config), [self.code], self.node["depends"])
         digests = {rel: file_digest(root / rel) for rel in files}
-        return records.make_key(self.code, self.prelude, self.gpus, digests), files
+        return records.make_key(self.code, self.gpus, digests), files
 
 
 def page_blocks(doctree: nodes.Node) -> list[Block]:
-    blocks, prelude = [], []
-    for index, node in enumerate(doctree.findall(check_block), start=1):
-        blocks.append(Block(node, index, list(prelude)))
-        if not node["gpus"]:
-            prelude.append(node["code"])
-    return blocks
+    return [Block(node, index) for index, node in enumerate(doctree.findall(check_block), start=1)]
 
 
 def _show(node: check_block, output: str, origin: str, extra_classes=()) -> None:
@@ -374,7 +368,7 @@ def execute_page(app: Sphinx, doctree: nodes.document) -> None:
                   ["nb-not-run"])
             continue
         if block.gpus:
-            _gpu_block(app, docname, block, namespace)
+            _gpu_block(app, docname, block)
             continue
         outcome = run_code(block.code, namespace, block.filename(docname), block.node["raises"])
         _note_engine_dependencies(app, block)
@@ -399,7 +393,7 @@ def _note_engine_dependencies(app: Sphinx, block: Block) -> None:
         app.env.note_dependency(str(root / rel))
 
 
-def _gpu_block(app: Sphinx, docname: str, block: Block, namespace: dict) -> None:
+def _gpu_block(app: Sphinx, docname: str, block: Block) -> None:
     env = app.env
     key, files = block.key(app.config)
     root = engine_root(app.config)
@@ -423,7 +417,8 @@ def _gpu_block(app: Sphinx, docname: str, block: Block, namespace: dict) -> None
             f"{block.gpus} GPU(s) and commit {path.relative_to(env.srcdir.parent)}",
             location=block.node)
     if available_gpus(app.config) >= block.gpus:
-        outcome = run_code(block.code, dict(namespace), block.filename(docname), block.node["raises"])
+        outcome = run_code(block.code, new_namespace(), block.filename(docname),
+                           block.node["raises"])
         if outcome.error:
             BookWarning.CHECK_FAILED.error(
                 f"check {block.label} in {docname!r} {outcome.error}\n{outcome.output}",
@@ -506,22 +501,11 @@ class GpuCheckBuilder(Builder):
                 f"BLOCK={self.config.nanobook_check_block!r})")
 
     def _run_page(self, docname: str, blocks: list[Block], chosen: list[Block], gpus: int) -> None:
-        namespace = new_namespace()
-        last = max(b.index for b in chosen)
-        for block in blocks[:last]:
-            if not block.gpus:
-                outcome = run_code(block.code, namespace, block.filename(docname), block.node["raises"])
-                if outcome.error:
-                    self._fail(docname, block, f"CPU block above the GPU blocks {outcome.error}",
-                               outcome.output)
-                    return
-                continue
-            if block not in chosen:
-                continue
+        for block in chosen:
             if gpus < block.gpus:
                 self._fail(docname, block, f"needs {block.gpus} GPU(s); this machine has {gpus}", "")
                 continue
-            outcome = run_code(block.code, dict(namespace), block.filename(docname),
+            outcome = run_code(block.code, new_namespace(), block.filename(docname),
                                block.node["raises"])
             if outcome.error:
                 self._fail(docname, block, outcome.error, outcome.output)
@@ -536,8 +520,7 @@ class GpuCheckBuilder(Builder):
                                           engine_packages(self.config))
             record = records.Record(
                 doc=docname, name=block.node["name"], key=key.key, code_sha256=key.code_sha256,
-                prelude_sha256=key.prelude_sha256, gpus=block.gpus, engine_files=key.engine_files,
-                output=outcome.output, **facts)
+                gpus=block.gpus, engine_files=key.engine_files, output=outcome.output, **facts)
             path = records.record_path(self.env.srcdir, docname, block.node["name"])
             records.write(path, record)
             self.written.append(str(path.relative_to(self.env.srcdir.parent)))
@@ -593,6 +576,9 @@ def _builder_inited(app: Sphinx) -> None:
 
 
 def setup(app: Sphinx) -> dict:
+    app.setup_extension("nanobook.warnings")
+    app.setup_extension("nanobook.assets")
+    app.setup_extension("nanobook.latex_style")
     app.setup_extension("sphinx.ext.doctest")
     app.setup_extension("nanobook.engine_source")
     # GPUs the checks may use: -1 detects them; tests set 0 or a number.

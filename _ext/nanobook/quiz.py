@@ -456,6 +456,9 @@ def add_scripts(app: Sphinx, pagename: str, templatename: str, context: dict, do
 
 
 def setup(app: Sphinx) -> dict:
+    app.setup_extension("nanobook.warnings")
+    app.setup_extension("nanobook.assets")
+    app.setup_extension("nanobook.latex_style")
     if "nanobook_chapters" not in app.config:
         app.add_config_value("nanobook_chapters", [], "env", types=[list, tuple])
     app.add_config_value("nanobook_quiz_max_position_share", 0.4, "env", types=[float, int])

@@ -6,9 +6,8 @@ Python versions, the engine's commit and the date.
 
 It is keyed on what the output depends on, hashed with SHA-256:
 
-* the block's code;
-* the code of the CPU blocks above it on the same page (a GPU block sees the
-  names they define, so their code is part of its input);
+* the block's code (a GPU block runs in a namespace of its own, so its code is
+  all of its input besides the engine);
 * the number of GPUs it asks for;
 * every engine file its code and those blocks reach through imports
   (``engine_source.files_reached``), and the files its ``:depends:`` globs name.
@@ -44,7 +43,6 @@ class BlockKey:
     """Everything a GPU block's output depends on, as digests."""
 
     code_sha256: str
-    prelude_sha256: str
     gpus: int
     engine_files: dict[str, str] = field(default_factory=dict)  # path -> sha256
 
@@ -58,10 +56,9 @@ def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def make_key(code: str, prelude: list[str], gpus: int, engine_files: dict[str, str]) -> BlockKey:
+def make_key(code: str, gpus: int, engine_files: dict[str, str]) -> BlockKey:
     return BlockKey(
         code_sha256=sha256_text(code),
-        prelude_sha256=sha256_text("\n\0\n".join(prelude)),
         gpus=gpus,
         engine_files=dict(sorted(engine_files.items())),
     )
@@ -73,7 +70,6 @@ class Record:
     name: str
     key: str
     code_sha256: str
-    prelude_sha256: str
     gpus: int
     engine_files: dict[str, str]
     output: str
@@ -116,8 +112,6 @@ class Record:
         reasons = []
         if self.code_sha256 != current.code_sha256:
             reasons.append("the block's code changed")
-        if self.prelude_sha256 != current.prelude_sha256:
-            reasons.append("the code of the CPU blocks above it on the page changed")
         if self.gpus != current.gpus:
             reasons.append(f"it asked for {self.gpus} GPU(s), now {current.gpus}")
         for path in sorted(set(self.engine_files) | set(current.engine_files)):

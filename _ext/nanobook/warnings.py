@@ -17,11 +17,14 @@ Two severities:
 
 from __future__ import annotations
 
+import ast
 from enum import Enum
+from pathlib import Path
 
 from docutils import nodes
 from sphinx.application import Sphinx
 from sphinx.util import logging
+from sphinx.util.docutils import SphinxDirective
 
 WARNING_TYPE = "nanobook"
 
@@ -138,7 +141,53 @@ def _fail_build(app: Sphinx, exception: Exception | None) -> None:
         app.statuscode = 1
 
 
+# -- the list of warnings, for the authoring guide ----------------------------------------------
+
+def documented_members() -> list[tuple[str, str]]:
+    """(subtype, description) of every member, descriptions read from this file's source."""
+    tree = ast.parse(Path(__file__).read_text(encoding="utf-8"))
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "BookWarning")
+    out, body = [], cls.body
+    for stmt, following in zip(body, [*body[1:], None], strict=True):
+        if isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Constant):
+            doc = ""
+            if (isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant)
+                    and isinstance(following.value.value, str)):
+                doc = " ".join(following.value.value.split())
+            out.append((stmt.value.value, doc))
+    return out
+
+
+class WarningListDirective(SphinxDirective):
+    """``{nanobook-warnings}``: a table of every warning subtype and what it means."""
+
+    def run(self) -> list[nodes.Node]:
+        table = nodes.table(classes=["nb-warning-list"])
+        group = nodes.tgroup(cols=2)
+        table += group
+        group += nodes.colspec(colwidth=30)
+        group += nodes.colspec(colwidth=70)
+        head, body = nodes.thead(), nodes.tbody()
+        group += head
+        group += body
+        def add_row(into, first: nodes.Node, second: list[nodes.Node]) -> None:
+            row = nodes.row()
+            for content in ([first], second):
+                entry = nodes.entry()
+                entry += nodes.paragraph("", "", *content)
+                row += entry
+            into += row
+
+        add_row(head, nodes.Text("subtype"), [nodes.Text("the problem")])
+        for subtype, description in documented_members():
+            inline, _messages = self.parse_inline(description, lineno=self.lineno)
+            add_row(body, nodes.literal("", f"nanobook.{subtype}"), inline)
+        self.env.note_dependency(__file__)
+        return [table]
+
+
 def setup(app: Sphinx) -> dict:
+    app.add_directive("nanobook-warnings", WarningListDirective)
     app.connect("env-purge-doc", _purge)
     app.connect("env-merge-info", _merge)
     app.connect("env-get-outdated", _reread_pages_with_errors)
