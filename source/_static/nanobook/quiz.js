@@ -65,7 +65,13 @@ function setupQuestion(question, onAnswer) {
     const verdict = right ? "Correct." : multi
       ? `Not quite: the correct answers are ${correct.map(letterOf).join(" and ")}.`
       : `Not quite: the correct answer is ${correct.map(letterOf).join(", ")}.`;
-    status.textContent = `${verdict} ${feedback}`;
+    // The verdict is shown; the feedback (already visible under each option) is only announced.
+    const shown = document.createElement("span");
+    shown.textContent = verdict;
+    const announced = document.createElement("span");
+    announced.className = "nb-sr-only";
+    announced.textContent = ` ${feedback}`;
+    status.replaceChildren(shown, announced);
     onAnswer(right);
   }
 

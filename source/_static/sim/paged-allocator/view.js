@@ -150,7 +150,11 @@ export function mount(root, params) {
       if (step.op === "add") colour.delete(step.seq);
       const needed = step.op === "add" ? Math.ceil(step.tokens / blockSize)
         : Math.ceil((before.tokens[step.seq] + step.tokens) / blockSize) - before.tables[step.seq].length;
-      status.textContent = `Refused: ${step.op === "add" ? `a ${step.tokens}-token prompt` : `growing ${step.seq} by ${plural(step.tokens, "token")}`} needs ${plural(needed, "more block")}, and ${plural(before.freeList.length, "block")} ${before.freeList.length === 1 ? "is" : "are"} free. The scheduler would have to preempt a sequence (chapter 5).`;
+      const what = step.op === "add" ? `a ${step.tokens}-token prompt needs ${plural(needed, "block")}`
+        : `growing ${step.seq} by ${plural(step.tokens, "token")} needs ${plural(needed, "more block")}`;
+      const free = before.freeList.length;
+      status.textContent = `Refused: ${what}, and ${plural(free, "block")} ${free === 1 ? "is" : "are"} free. ` +
+        "The scheduler would have to preempt a sequence to make room (chapter 5).";
     } else if (step.op === "finish") {
       const blocks = before.tables[step.seq];
       blocks.forEach((b) => changed.add(b));
