@@ -103,6 +103,15 @@ def depart_callout_text(self, node: callout) -> None:
     self.end_state()
 
 
+def _label(text: str, cls: str) -> nodes.inline:
+    """"Myth" / "Reality": a badge on the web; in the PDF (and plain text) followed by a colon."""
+    label = nodes.inline("", "", classes=[cls])
+    label += nodes.Text(text)
+    label += nodes.inline("", ":", classes=["nb-label-colon"])
+    label += nodes.Text(" ")
+    return label
+
+
 class MisconceptionsDirective(SphinxDirective):
     has_content = True
     optional_arguments = 1
@@ -131,17 +140,15 @@ class MisconceptionsDirective(SphinxDirective):
                                  "after ': '")
             item = nodes.definition_list_item()
             term = nodes.term()
-            term += nodes.inline("", "Myth", classes=["nb-myth-label"])
-            term += nodes.Text(" ")
+            term += _label("Myth", "nb-myth-label")
             inline, messages = self.parse_inline(entry.head,
                                                  lineno=self.content_offset + entry.offset + 1)
             term += inline
             item += term
             definition = nodes.definition()
             body = self.parse_text_to_nodes(entry.body)
-            label = nodes.inline("", "Reality", classes=["nb-reality-label"])
+            label = _label("Reality", "nb-reality-label")
             if body and isinstance(body[0], nodes.paragraph):
-                body[0].insert(0, nodes.Text(" "))
                 body[0].insert(0, label)
             else:
                 definition += nodes.paragraph("", "", label)

@@ -107,6 +107,7 @@ class QuizDirective(SphinxDirective):
         self.state.document.ids[quiz_id] = node
         self.set_source_info(node)
         self.env.temp_data["nanobook_quiz"] = node
+        self.env.temp_data["nanobook_questions_seen"] = 0
         try:
             node += self.parse_content_to_nodes()
         finally:
@@ -118,6 +119,9 @@ class QuizDirective(SphinxDirective):
             BookWarning.QUIZ_SYNTAX.error(
                 f"quiz in {self.env.docname!r}: only question directives may be inside a quiz, "
                 f"found {strays[0].tagname}", env=self.env, location=self.get_location())
+        seen = self.env.temp_data.pop("nanobook_questions_seen", 0)
+        if seen != len(questions):
+            return []  # a question was malformed and has been reported; no second error
         if len(questions) != node["declared"]:
             BookWarning.QUIZ_COUNT.error(
                 f"quiz in {self.env.docname!r} declares {node['declared']} question(s) and has "
@@ -151,6 +155,7 @@ class QuestionDirective(SphinxDirective):
     def run(self) -> list[nodes.Node]:
         if "nanobook_quiz" not in self.env.temp_data:
             return self.fail("a question must be inside a {quiz} directive")
+        self.env.temp_data["nanobook_questions_seen"] += 1
         lines = list(self.content)
         first = next((i for i, line in enumerate(lines) if _OPTION.match(line)), None)
         if first is None:
@@ -235,7 +240,8 @@ class BuildAnswerKey(SphinxPostTransform):
     def _answers(self, q: quiz) -> list[nodes.Node]:
         label = f"nbkey-{q['ids'][0]}"
         q["answer_label"] = label
-        heading = chapter_label(self.config, q["doc"], q["title"])
+        title = self.env.titles.get(q["doc"])
+        heading = chapter_label(self.config, q["doc"], title.astext() if title else q["title"])
         out: list[nodes.Node] = [
             nodes.target("", "", ids=[label]),
             nodes.raw("", rf"\phantomsection\label{{{label}}}", format="latex"),
@@ -308,7 +314,7 @@ def check_balance(app: Sphinx, env) -> None:
             f"quizzes: option {LETTERS[worst]} holds {counts[worst]} of the {total} correct answers "
             f"({share:.0%}, more than {limit:.0%}); move some correct answers to other positions "
             f"(correct answers by position: {spread})",
-            env=env, docname=docname, location=(env.doc2path(docname), quizzes[docname][0]["line"]))
+            env=env, docname=docname, location=(docname, quizzes[docname][0]["line"]))
 
 
 def purge(app: Sphinx, env, docname: str) -> None:

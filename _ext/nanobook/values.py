@@ -38,7 +38,7 @@ from docutils import nodes
 from sphinx.application import Sphinx
 from sphinx.util.docutils import SphinxRole
 
-from .engine_source import engine_root, module_file
+from .engine_source import engine_packages, engine_root, module_file
 from .warnings import BookWarning
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float8_e4m3fn": 1, "int8": 1}
@@ -97,9 +97,10 @@ def model_config_value(ctx: ValueContext, model: str, key: str) -> object:
 def engine_default(ctx: ValueContext, field_name: str) -> object:
     """The default of a field of the engine's ``Config`` dataclass, read from its source."""
     root = engine_root(ctx.config)
-    path = module_file(root, "nanovllm.config")
+    module = f"{engine_packages(ctx.config)[0]}.config"
+    path = module_file(root, module)
     if path is None:
-        raise ValueError("the engine has no nanovllm/config.py")
+        raise ValueError(f"the engine has no module {module}")
     tree = ast.parse(ctx.note(path).read_text(encoding="utf-8"))
     for node in ast.walk(tree):
         if isinstance(node, ast.ClassDef) and node.name == "Config":

@@ -39,8 +39,8 @@ def warnings_of(app) -> str:
 def messages_of(app) -> list[str]:
     """Each warning or error as one string (a message may span several lines)."""
     text = warnings_of(app)
-    return [m for m in re.split(r"\n(?=\S*(?:WARNING|ERROR): |\S+:\d+: (?:WARNING|ERROR): )", text)
-            if m.strip()]
+    return [m.rstrip() for m in re.split(r"\n(?=\S*(?:WARNING|ERROR): |\S+:\d+: (?:WARNING|ERROR): )",
+                                          text) if m.strip()]
 
 
 def page(app, name: str = "index") -> str:

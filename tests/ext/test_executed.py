@@ -8,10 +8,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from nanobook import records
 from nanobook.book import book
 from nanobook.engine_source import files_reached, imported_names
+
 from tests.ext.conftest import assert_snapshot, fragment, latex, messages_of, page, warnings_of
 
 

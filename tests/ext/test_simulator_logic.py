@@ -12,8 +12,8 @@ import json
 import subprocess
 
 import pytest
-
 from nanobook.sims import registry
+
 from tests.conftest import ROOT, require_tool
 
 STATIC = ROOT / "source" / "_static"
