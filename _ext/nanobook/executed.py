@@ -68,6 +68,7 @@ import sys
 import traceback
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
+from pathlib import Path
 
 from docutils import nodes
 from docutils.parsers.rst import directives
@@ -564,14 +565,22 @@ def _doctest_setup(app: Sphinx, config) -> None:
 
 
 def _builder_inited(app: Sphinx) -> None:
-    """Each build imports the engine afresh and starts with an empty ``book`` cache."""
-    root = str(engine_root(app.config))
-    if root in sys.path:
-        sys.path.remove(root)
-    sys.path.insert(0, root)
+    """The checks import the engine from the engine root, and start with an empty ``book``.
+
+    The root goes first on ``sys.path``. Engine modules already imported from somewhere
+    else (another copy of the engine, in tests that build several books in one process)
+    are forgotten, so the checks import this book's engine; modules from the root itself
+    stay, so objects made before the build keep their classes.
+    """
+    root = engine_root(app.config)
+    if str(root) in sys.path:
+        sys.path.remove(str(root))
+    sys.path.insert(0, str(root))
     for name in list(sys.modules):
         if any(name == p or name.startswith(p + ".") for p in engine_packages(app.config)):
-            del sys.modules[name]
+            origin = getattr(sys.modules[name], "__file__", None)
+            if origin is None or not Path(origin).resolve().is_relative_to(root):
+                del sys.modules[name]
     book.clear()
 
 

@@ -11,17 +11,13 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT / "_ext") not in sys.path:
-    sys.path.insert(0, str(ROOT / "_ext"))
-
-pytest_plugins = ["sphinx.testing.fixtures"]
+# (sphinx.testing's fixtures are loaded in tests/conftest.py: pytest wants plugins declared there.)
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
