@@ -125,7 +125,7 @@ function setupQuiz(quiz) {
     const correct = questions.filter((q) => q.dataset.result === "correct").length;
     summary.textContent = answered === total
       ? `Score: ${correct} of ${total}.`
-      : `${correct} of ${answered} answered so far correct; ${total - answered} to go.`;
+      : `${correct} of ${answered} answered correctly so far; ${total - answered} to go.`;
     save(key, { correct, answered, total, date: new Date().toISOString() });
   }
 
