@@ -153,3 +153,22 @@ def test_reduced_motion_turns_animations_off(small_site, browser):
     assert set(duration.replace(" ", "").split(",")) == {"0s"}
     assert problems == []
     context.close()
+
+
+def test_focusing_a_slice_note_highlights_its_line(site, browser):
+    base, _ = site
+    context, page, problems = visit(browser, f"{base}/how-this-book-is-built.html")
+    figure = page.locator("figure.nb-slice").first
+    note = figure.locator("li.nb-note").nth(1)
+    line = figure.locator(f".nb-line[data-line='{note.get_attribute('data-line')}']")
+    assert "nb-active" not in (line.get_attribute("class") or "")
+    note.focus()
+    assert "nb-active" in line.get_attribute("class")
+    assert "nb-active" in figure.locator(".nb-marker[data-note='2']").get_attribute("class")
+    note.blur()
+    assert "nb-active" not in line.get_attribute("class")
+    # Hovering a marker in the code highlights its note.
+    figure.locator(".nb-marker[data-note='1']").hover()
+    assert "nb-active" in figure.locator("li.nb-note").first.get_attribute("class")
+    assert problems == []
+    context.close()
