@@ -2,8 +2,9 @@
 
 The KV cache is cut into blocks of ``block_size`` token slots. Each sequence has a block table:
 entry i names the block that holds the K/V of its tokens ``[i * block_size, (i + 1) *
-block_size)``. Blocks need not be adjacent, so memory never fragments, and one block may sit in
-several tables at once: that is how requests with a common prompt prefix share its K/V.
+block_size)``. Blocks need not be adjacent, so free memory never fragments (only a sequence's
+last block can be part empty), and one block may sit in several tables at once: that is how
+requests with a common prompt prefix share its K/V.
 This module only does the accounting; the model runner owns the memory.
 """
 
@@ -70,7 +71,7 @@ class BlockManager:
     def num_free_blocks(self) -> int:
         return len(self.free_block_ids)
 
-    def match_prefix(self, seq: Sequence) -> list[int]:
+    def match_prefix(self, seq: Sequence) -> tuple[int, ...]:
         """Ids of cached blocks that already hold the first tokens of ``seq``, in order.
 
         Only full blocks within the first ``num_tokens - 1`` tokens count: the last token must
@@ -79,7 +80,7 @@ class BlockManager:
         collision costs a miss, never wrong K/V.
         """
         if not self.enable_prefix_caching:
-            return []
+            return ()
         bs, hits, key = self.block_size, [], None
         for start in range(0, (seq.num_tokens - 1) // bs * bs, bs):
             tokens = tuple(seq.token_ids[start : start + bs])
@@ -88,10 +89,10 @@ class BlockManager:
             if block_id is None or self.blocks[block_id].token_ids != tokens:
                 break
             hits.append(block_id)
-        return hits
+        return tuple(hits)
 
     def num_blocks_needed(self, seq: Sequence, num_new_tokens: int,
-                          hits: list[int] | tuple[int, ...] = ()) -> int:
+                          hits: tuple[int, ...] = ()) -> int:
         """How many free blocks ``allocate(seq, num_new_tokens, hits)`` would use up.
 
         New blocks to hold the chunk, plus every hit that is currently free: reviving a block
@@ -102,8 +103,7 @@ class BlockManager:
         new_blocks = -(-end // self.block_size) - len(seq.block_table) - len(hits)
         return new_blocks + sum(self.blocks[b].ref_count == 0 for b in hits)
 
-    def allocate(self, seq: Sequence, num_new_tokens: int,
-                 hits: list[int] | tuple[int, ...] = ()) -> None:
+    def allocate(self, seq: Sequence, num_new_tokens: int, hits: tuple[int, ...] = ()) -> None:
         """Grow ``seq``'s block table to hold its next ``num_new_tokens`` tokens.
 
         For a waiting sequence (empty table) this is admission: the cached ``hits`` from

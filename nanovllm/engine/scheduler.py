@@ -12,11 +12,12 @@ from nanovllm.engine.sequence import Sequence, SequenceStatus
 
 @dataclass
 class ScheduledBatch:
-    """One step of work: for each sequence, compute tokens
-    ``[num_computed_tokens, num_computed_tokens + num_new_tokens)``.
+    """One step of work: for each sequence, the next tokens to compute.
 
-    A prefill, a chunk of a long prefill, a decode and a recompute after preemption all have
-    this one shape, so the runner needs one code path. The lists run in parallel.
+    ``seqs[i]`` computes its tokens ``[start, start + num_new_tokens[i])``, where ``start`` is
+    its ``num_computed_tokens`` (advanced only by ``postprocess``). A prefill, a chunk of a long
+    prefill, a decode and a recompute after preemption all have this one shape, so the runner
+    needs one code path. The lists run in parallel.
     """
 
     seqs: list[Sequence] = field(default_factory=list)
@@ -143,7 +144,7 @@ class Scheduler:
         return True
 
     def _add_to_batch(self, batch: ScheduledBatch, seq: Sequence, n: int,
-                      hits: list[int] | tuple[int, ...] = ()) -> None:
+                      hits: tuple[int, ...] = ()) -> None:
         self.block_manager.allocate(seq, n, hits)
         batch.seqs.append(seq)
         batch.num_new_tokens.append(n)

@@ -9,6 +9,9 @@ from nanovllm.sampling_params import SamplingParams
 
 
 class SequenceStatus(Enum):
+    """Where a request is in its life: waiting -> running -> finished, and from running back
+    to waiting when it is preempted."""
+
     WAITING = "waiting"  # queued: holds no KV blocks (new, or preempted)
     RUNNING = "running"  # admitted: holds blocks, gets tokens computed every step it is scheduled
     FINISHED = "finished"  # done: blocks given back, ``finish_reason`` says why

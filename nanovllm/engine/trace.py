@@ -107,8 +107,10 @@ def _request(seq: Sequence) -> dict:
 def replay(trace: dict) -> dict:
     """Run a trace's requests through a fresh Scheduler, feeding back its sampled tokens.
 
-    Returns the new trace; it equals the input exactly when the scheduler still behaves as it
-    did when the trace was recorded (how recorded traces in the book are checked for drift).
+    Returns the new trace. It equals the input exactly when the scheduler still behaves as it
+    did when the trace was recorded; otherwise it differs, or a step's sampled tokens no longer
+    fit its batch and ``postprocess`` raises ValueError. This is how recorded traces (in the
+    book, or a simulator's test data) are checked for drift.
     """
     c = dict(trace["config"])
     eos_token_id = c.pop("eos_token_id")

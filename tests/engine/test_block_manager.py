@@ -40,7 +40,7 @@ def test_block_key_stands_for_the_whole_prefix():
 def test_allocate_takes_blocks_from_the_front_and_publishes_the_full_ones():
     bm = BlockManager(num_blocks=8, block_size=4)
     seq = Sequence(list(range(10)), seq_id=0)
-    assert bm.match_prefix(seq) == [] and bm.num_blocks_needed(seq, 10) == 3
+    assert bm.match_prefix(seq) == () and bm.num_blocks_needed(seq, 10) == 3
     compute(bm, seq, 10)
     assert seq.block_table == [0, 1, 2] and seq.num_cached_tokens == 0
     assert [b.ref_count for b in bm.blocks] == [1, 1, 1, 0, 0, 0, 0, 0]
@@ -56,7 +56,7 @@ def test_a_request_with_the_same_prefix_shares_the_cached_blocks():
     compute(bm, a, 10)
     b = Sequence(list(range(8)) + [20, 21, 22], seq_id=1)
     hits = bm.match_prefix(b)
-    assert hits == [0, 1] and bm.num_blocks_needed(b, 3, hits) == 1
+    assert hits == (0, 1) and bm.num_blocks_needed(b, 3, hits) == 1
     bm.allocate(b, 3, hits)
     assert b.block_table == [0, 1, 3]
     assert b.num_cached_tokens == b.num_computed_tokens == 8  # only tokens 8..10 are computed
@@ -68,7 +68,7 @@ def test_hits_stop_at_the_first_block_that_differs():
     compute(bm, Sequence([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12], seq_id=0), 12)
     # Block 1 differs; block 2 has the same tokens but follows a different prefix.
     b = Sequence([1, 2, 3, 4, 0, 6, 7, 8, 9, 10, 11, 12, 13], seq_id=1)
-    assert bm.match_prefix(b) == [0]
+    assert bm.match_prefix(b) == (0,)
 
 
 def test_a_hit_leaves_at_least_one_token_to_compute_in_a_block_of_its_own():
@@ -78,14 +78,14 @@ def test_a_hit_leaves_at_least_one_token_to_compute_in_a_block_of_its_own():
     k0, k1 = keys_of(a.token_ids, 4)
     b = Sequence(list(range(8)), seq_id=1)  # fully covered by the cache...
     hits = bm.match_prefix(b)
-    assert hits == [0]  # ...but its last block must be computed again, into a block of its own
+    assert hits == (0,)  # ...but its last block must be computed again, into a block of its own
     compute(bm, b, 4, hits)
     assert b.block_table == [0, 2] and b.num_cached_tokens == 4
     # Block 2 now holds the same prefix as block 1; the newest copy is the one the cache finds.
     assert bm.cached_blocks == {k0: 0, k1: 2} and bm.blocks[1].key == k1
     bm.free(a)  # block 1 cannot be found any more: it goes to the front, reused first
     assert list(bm.free_block_ids) == [1, 3, 4, 5, 6, 7]
-    assert bm.match_prefix(Sequence(list(range(9)), seq_id=2)) == [0, 2]
+    assert bm.match_prefix(Sequence(list(range(9)), seq_id=2)) == (0, 2)
 
 
 def test_a_colliding_key_with_different_tokens_is_a_miss():
@@ -93,8 +93,8 @@ def test_a_colliding_key_with_different_tokens_is_a_miss():
     compute(bm, Sequence([1, 2, 3, 4, 5], seq_id=0), 5)
     # Pretend the tokens 7, 7, 7, 7 hash to the key of the block holding 1, 2, 3, 4.
     bm.cached_blocks[compute_block_key([7, 7, 7, 7], None)] = 0
-    assert bm.match_prefix(Sequence([7, 7, 7, 7, 8], seq_id=1)) == []
-    assert bm.match_prefix(Sequence([1, 2, 3, 4, 8], seq_id=2)) == [0]
+    assert bm.match_prefix(Sequence([7, 7, 7, 7, 8], seq_id=1)) == ()
+    assert bm.match_prefix(Sequence([1, 2, 3, 4, 8], seq_id=2)) == (0,)
 
 
 def test_freed_blocks_keep_their_keys_and_can_be_revived():
@@ -108,7 +108,7 @@ def test_freed_blocks_keep_their_keys_and_can_be_revived():
     assert sorted(bm.cached_blocks.values()) == [0, 1]
     b = Sequence(list(range(9)) + [50], seq_id=1)
     hits = bm.match_prefix(b)
-    assert hits == [0, 1]
+    assert hits == (0, 1)
     assert bm.num_blocks_needed(b, 2, hits) == 3  # one new block + two revived from the free list
     compute(bm, b, 2, hits)
     assert b.block_table == [0, 1, 2] and b.num_cached_tokens == 8
@@ -125,7 +125,7 @@ def test_reusing_a_free_block_evicts_its_key():
     compute(bm, c, 12)
     assert c.block_table == [2, 1, 0]
     assert bm.cached_blocks == dict(zip(keys_of(c.token_ids, 4), [2, 1, 0], strict=True))
-    assert bm.match_prefix(Sequence(list(range(9)), seq_id=2)) == []
+    assert bm.match_prefix(Sequence(list(range(9)), seq_id=2)) == ()
 
 
 def test_decode_takes_a_block_only_when_the_last_one_is_full_and_keys_it_when_it_fills():
@@ -149,6 +149,6 @@ def test_without_prefix_caching_nothing_is_keyed_or_shared():
     a = Sequence([1, 2, 3, 4, 5], seq_id=0)
     compute(bm, a, 5)
     assert bm.cached_blocks == {} and all(b.key is None for b in bm.blocks)
-    assert bm.match_prefix(Sequence([1, 2, 3, 4, 5], seq_id=1)) == []
+    assert bm.match_prefix(Sequence([1, 2, 3, 4, 5], seq_id=1)) == ()
     bm.free(a)
     assert list(bm.free_block_ids) == [0, 1, 2, 3]  # all go to the front, first block first

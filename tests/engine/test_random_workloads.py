@@ -66,8 +66,9 @@ def workloads(draw) -> Workload:
     for _ in range(draw(st.integers(1, 10))):
         prompt = draw(st.sampled_from(prefixes)) + draw(st.lists(tokens, max_size=12))
         prompt = prompt[: max_model_len - 1] or [draw(tokens)]
+        stop = draw(st.lists(st.integers(1, VOCAB - 1), max_size=2))
         params = SamplingParams(max_tokens=draw(st.integers(1, 24)), ignore_eos=draw(st.booleans()),
-                                stop_token_ids=draw(st.lists(st.integers(1, VOCAB - 1), max_size=2)))
+                                stop_token_ids=stop)
         requests.append(Request(tuple(prompt), params, draw(st.integers(0, 6))))
     return Workload(bs, max_model_len, draw(st.integers(1, 6)), draw(st.integers(1, 24)),
                     draw(st.integers(0, 16)), tuple(requests))
@@ -100,7 +101,7 @@ SETUPS = [  # (prefix caching, chunked prefill, smallest pool)
 ]
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(workloads())
 def check_random_workload(w: Workload) -> None:
     expected = {i: reference_completion(list(r.prompt), r.params, w.max_model_len)

@@ -56,7 +56,8 @@ def test_pickle_sends_the_token_list_only_when_more_than_the_last_token_is_neede
     assert decode.token_ids is None
     assert (decode.seq_id, decode.num_tokens, decode.last_token_id) == (7, 41, 99)
     assert (decode.num_computed_tokens, decode.num_prompt_tokens) == (40, 40)
-    assert (decode.block_table, decode.sampling_params) == ([3, 1, 4], SamplingParams(temperature=0))
+    assert decode.block_table == [3, 1, 4]
+    assert decode.sampling_params == SamplingParams(temperature=0)
     assert seq.token_ids[-1] == 99  # the original keeps its tokens
 
 
