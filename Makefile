@@ -3,6 +3,8 @@
 #   make serve     serve _build/html on http://localhost:8000
 #   make test      the engine's and the book's tests
 #   make latexpdf  the PDF (needs TeX: see README)
+#   make doctest   run every executed check of the book again (Sphinx doctest builder)
+#   make gpu-check on a GPU machine: rerun the checks that need a GPU, rewrite their records
 
 PYTHON     ?= python3
 VENV       ?= .venv
@@ -15,7 +17,7 @@ BUILDDIR   ?= _build
 SPHINX     := $(PY) -m sphinx
 STAMP      := $(VENV)/.installed
 
-.PHONY: venv html serve livehtml latexpdf test linkcheck doctest clean system-deps
+.PHONY: venv html serve livehtml latexpdf test linkcheck doctest gpu-check clean system-deps
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -55,3 +57,9 @@ test: venv system-deps
 
 clean:
 	rm -rf $(BUILDDIR)
+
+# The executed checks that need a GPU: run them on this machine's GPUs and rewrite their records
+# in source/_records/ (commit them). CHAPTER=04 runs one chapter's, BLOCK=name one block.
+gpu-check: venv
+	$(SPHINX) -b gpucheck -c . $(SPHINXOPTS) -D nanobook_check_chapter="$(CHAPTER)" \
+		-D nanobook_check_block="$(BLOCK)" source $(BUILDDIR)/gpucheck

@@ -7,6 +7,7 @@ build is ``sphinx-build -c . source _build/html`` (the Makefile does it).
 
 from __future__ import annotations
 
+import os
 import sys
 import tomllib
 from pathlib import Path
@@ -33,7 +34,7 @@ extensions = [
 ]
 source_suffix = {".md": "markdown"}
 root_doc = "index"
-exclude_patterns = ["_build", "_records", "**/.ipynb_checkpoints"]
+exclude_patterns = ["_build", "_records", "_data", "**/.ipynb_checkpoints"]
 templates_path = []
 nitpicky = True
 pygments_style = "friendly"
@@ -77,6 +78,18 @@ nanobook_chapters = [
               "benchmarks honestly."},
 ]
 
+# -- The book's extension (_ext/nanobook) ---------------------------------------------------
+# Engine slices and executed checks find the engine here (the folder of this file holds
+# nanovllm/); model configs for {value} live under source/_data/models/<org>/<name>/.
+nanobook_engine_packages = ["nanovllm"]
+nanobook_model_dirs = ["source/_data/models"]
+# Pages only the PDF has: on the web every quiz gives its own answers.
+nanobook_latex_only_docs = ["answer-key"]
+# Where the PDF points readers for the interactive version (Read the Docs sets it).
+html_baseurl = os.environ.get("READTHEDOCS_CANONICAL_URL", "")
+# The copy button copies code, not the line numbers or annotation markers of engine slices.
+copybutton_exclude = ".linenos, .gp, .go, .nb-gutter"
+
 # -- HTML ------------------------------------------------------------------------------------
 html_theme = "sphinx_book_theme"
 html_title = project
@@ -104,7 +117,7 @@ nanobook_latex_root = "book"
 latex_documents = [
     (nanobook_latex_root, "nano-vllm-deep-dive.tex", project, author, "manual"),
 ]
-latex_appendices = ["glossary", "references"]
+latex_appendices = ["glossary", "references", "how-this-book-is-built", "answer-key"]
 latex_toplevel_sectioning = "chapter"
 latex_show_urls = "no"
 latex_elements = {

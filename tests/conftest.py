@@ -10,8 +10,14 @@ from pathlib import Path
 
 import pytest
 
+# The fixtures (app, make_app, ...) of the extension's tests on small test books (tests/ext).
+pytest_plugins = ["sphinx.testing.fixtures"]
+
 ROOT = Path(__file__).resolve().parent.parent
 SPHINX_OPTS = ["-W", "-n", "--keep-going"]
+# The book's extension, for tests that build small test books in this process.
+if str(ROOT / "_ext") not in sys.path:
+    sys.path.insert(0, str(ROOT / "_ext"))
 
 
 def require_tool(path_or_name: str, package: str) -> str:

@@ -3,15 +3,46 @@
 Each component lives in its own module with its own ``setup(app)``; this package
 only wires them together, so ``extensions = ["nanobook"]`` in ``conf.py`` loads
 all of them, and a test book can load a single component by its module name.
+
+Components:
+
+========================  ==================================================================
+``engine_slice``          ``{engine-slice}``: part of an engine file, with annotations
+``executed``              ``{check}``: code run at build time, output shown and asserted;
+                          GPU records (``records``), the ``gpucheck`` builder, ``book.shared``
+``quiz``                  ``{quiz}``, ``{question}``, ``{quiz-answer-key}``
+``simulator``             ``{simulator}``: interactive widgets (``sims``) with a static form
+``callouts``              ``{analogy}``, ``{why-it-matters}``, ``{misconceptions}``,
+                          ``{takeaways}``
+``values``                ``{value}``: numbers computed from the engine or a model config
+``example``               ``{example}``: MyST source shown next to what it renders (the guide)
+``reading_time``          reading time under chapter titles, ``{reading-time}``
+``chapter_grid``          ``{chapter-grid}``, ``{chapter-toctree}``
+``latex_root``            the PDF's own root page and PDF-only pages (the answer key)
+``warnings``              every warning's type and subtype; errors that fail the build
+========================  ==================================================================
 """
 
 from __future__ import annotations
 
 from sphinx.application import Sphinx
 
-from . import chapter_grid, latex_root, reading_time
+from . import (
+    callouts,
+    chapter_grid,
+    engine_slice,
+    example,
+    executed,
+    latex_root,
+    quiz,
+    reading_time,
+    simulator,
+    values,
+    warnings,
+)
 
-COMPONENTS = (reading_time, chapter_grid, latex_root)
+COMPONENTS = (warnings, reading_time, chapter_grid, latex_root, engine_slice, executed, quiz,
+              simulator, callouts, values, example)
 
 
 def setup(app: Sphinx) -> dict:

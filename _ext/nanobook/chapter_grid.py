@@ -113,7 +113,8 @@ def merge_pages(app: Sphinx, env, docnames, other) -> None:
 
 
 def setup(app: Sphinx) -> dict:
-    app.add_config_value("nanobook_chapters", [], "env", types=[list, tuple])
+    if "nanobook_chapters" not in app.config:
+        app.add_config_value("nanobook_chapters", [], "env", types=[list, tuple])
     app.add_directive("chapter-grid", ChapterGridDirective)
     app.add_directive("chapter-toctree", ChapterTocDirective)
     app.connect("env-purge-doc", forget_page)

@@ -1,9 +1,12 @@
-"""A separate root page for the PDF.
+"""A separate root page for the PDF, and pages that exist only in the PDF.
 
 The web site opens on a landing page whose sections (who the book is for, the
 chapter grid, how to run the engine) make sense on screen but would become
 numbered chapters in a LaTeX book. So the PDF starts from its own page,
 ``nanobook_latex_root``, and every other builder leaves that page out.
+
+``nanobook_latex_only_docs`` lists further pages that only the PDF has (the
+answer key of the quizzes: on the web, each quiz answers for itself).
 """
 
 from __future__ import annotations
@@ -11,13 +14,16 @@ from __future__ import annotations
 from sphinx.application import Sphinx
 
 
-def exclude_latex_root(app: Sphinx) -> None:
-    root = app.config.nanobook_latex_root
-    if root and app.builder.format != "latex":
-        app.config.exclude_patterns = [*app.config.exclude_patterns, f"{root}.md", f"{root}.rst"]
+def exclude_latex_pages(app: Sphinx) -> None:
+    if app.builder.format == "latex":
+        return
+    pages = [app.config.nanobook_latex_root, *app.config.nanobook_latex_only_docs]
+    patterns = [f"{page}{suffix}" for page in pages if page for suffix in (".md", ".rst")]
+    app.config.exclude_patterns = [*app.config.exclude_patterns, *patterns]
 
 
 def setup(app: Sphinx) -> dict:
     app.add_config_value("nanobook_latex_root", "", "env", types=[str])
-    app.connect("builder-inited", exclude_latex_root)
+    app.add_config_value("nanobook_latex_only_docs", [], "env", types=[list, tuple])
+    app.connect("builder-inited", exclude_latex_pages)
     return {"version": "0.1", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -49,10 +49,22 @@ def test_build_has_no_warnings(html_build):
 
 
 def test_every_page_is_built(built_html: Path):
-    pages = {p.stem for p in (ROOT / "source").glob("*.md")} - {"book"}
+    pdf_only = {"book", *book_config()["nanobook_latex_only_docs"]}
+    pages = {p.stem for p in (ROOT / "source").glob("*.md")} - pdf_only
     for page in pages:
         assert (built_html / f"{page}.html").is_file(), page
-    assert not (built_html / "book.html").exists(), "the PDF's root page leaked into the web site"
+    for page in pdf_only:
+        assert not (built_html / f"{page}.html").exists(), f"the PDF-only page {page} leaked"
+
+
+def test_every_sliced_engine_file_has_its_own_page(built_html: Path):
+    """Slices link to code/<path>.html#L<line>; those pages exist and have the anchors."""
+    links = set()
+    for html in built_html.glob("*.html"):
+        links |= set(re.findall(r'href="(code/[^"#]+)#L(\d+)"', html.read_text(encoding="utf-8")))
+    assert links, "the guide shows at least one slice"
+    for target, line in links:
+        assert f'id="L{line}"' in (built_html / target).read_text(encoding="utf-8"), target
 
 
 def test_toc_lists_exactly_the_written_chapters(built_html: Path):

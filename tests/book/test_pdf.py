@@ -30,10 +30,20 @@ def pdf(tmp_path_factory):
 
 
 def expected_titles() -> list[str]:
+    """The written chapters, then the appendices of conf.py (titled by their first heading)."""
     conf = runpy.run_path(str(ROOT / "conf.py"))
     written = [c["title"] for c in conf["nanobook_chapters"]
                if (ROOT / "source" / f"{c['doc']}.md").exists()]
-    return written + ["Glossary", "References"]
+    appendices = []
+    for doc in conf["latex_appendices"]:
+        text = (ROOT / "source" / f"{doc}.md").read_text(encoding="utf-8")
+        appendices.append(re.search(r"^# (.+)$", text, re.M).group(1))
+    return written + appendices
+
+
+def test_the_answer_key_comes_last():
+    conf = runpy.run_path(str(ROOT / "conf.py"))
+    assert conf["latex_appendices"][-1] == "answer-key"
 
 
 def test_outline_has_every_chapter_in_order(pdf):
@@ -48,3 +58,17 @@ def test_pdf_text_has_title_and_chapters(pdf):
     assert "nano-vLLM Deep Dive" in text
     for title in expected_titles():
         assert title in text, title
+
+
+def test_the_interactive_parts_have_their_static_forms(pdf):
+    """The guide's quiz, record, simulator and slices, as the PDF prints them."""
+    pdftotext = require_tool("pdftotext", "poppler-utils")
+    text = subprocess.run([pdftotext, "-layout", str(pdf), "-"], capture_output=True, text=True,
+                          check=True).stdout
+    assert re.search(r"Check your understanding\s+Answers and explanations: page \d+", text)
+    assert re.search(r"\(A\) .+\n\s*\(B\) .+\n\s*\(C\) ", text)  # lettered options
+    assert "Recorded on NVIDIA H100 80GB HBM3" in text  # a GPU record, with its device
+    assert "Simulator: Paged KV allocator" in text and "Interactive version:" in text
+    assert "Free list, front" in text  # the trace table computed from the engine
+    key = text[text.rindex("ANSWER KEY"):]
+    assert "How this book is built" in key and re.search(r"Answer: [A-D]", key)

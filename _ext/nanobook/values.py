@@ -1,0 +1,197 @@
+"""Values computed at build time, so prose never hard-codes a number.
+
+Syntax (MyST role)::
+
+    Each token of Qwen3-0.6B takes {value}`kv_bytes_per_token:Qwen/Qwen3-0.6B` bytes of KV cache,
+    {value}`kv_bytes_per_token:Qwen/Qwen3-0.6B|KiB` KiB.
+
+``name:arguments|format``: ``name`` picks a function of the registry below,
+``arguments`` (comma-separated) are passed to it as strings, and ``format`` is
+optional: a Python format spec (``,``, ``.2f``) or a binary unit (``KiB``,
+``MiB``, ``GiB``: divided by 1024, 1024², 1024³ and printed with at most one
+decimal). Integers print with thousands separators by default.
+
+An unknown name, wrong arguments or a failing computation is an error naming
+the page, the role and what is known. The page is read again when a file a value
+was computed from changes (a model config, an engine file).
+
+Models are Hugging Face folders (``config.json``): ``org/name`` is looked up in
+``nanobook_model_dirs`` (folders relative to the engine root, by default the folder of
+``conf.py``, holding
+``org/name/config.json``), and ``nanobook_models`` maps short names to folders.
+
+Add a value by adding a function to ``VALUES`` (or, from ``conf.py``,
+``nanobook_values = {"name": "module:function"}``); it takes a ``ValueContext``
+and string arguments and returns a number or a string.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from docutils import nodes
+from sphinx.application import Sphinx
+from sphinx.util.docutils import SphinxRole
+
+from .engine_source import engine_packages, engine_root, module_file
+from .warnings import BookWarning
+
+DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float8_e4m3fn": 1, "int8": 1}
+UNITS = {"KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}
+
+
+@dataclass
+class ValueContext:
+    """What a value function may use: the book's configuration, and where to note its inputs."""
+
+    confdir: Path
+    config: object
+    used_files: list[Path] = field(default_factory=list)
+
+    def note(self, path: Path) -> Path:
+        self.used_files.append(path)
+        return path
+
+    def model_config(self, model: str) -> dict:
+        """The ``config.json`` of a model named ``org/name`` or by a short name."""
+        folders = []
+        if model in self.config.nanobook_models:
+            folders.append(self.confdir / self.config.nanobook_models[model])
+        folders += [self.confdir / d / model for d in self.config.nanobook_model_dirs]
+        for folder in folders:
+            path = folder / "config.json"
+            if path.is_file():
+                return json.loads(self.note(path).read_text(encoding="utf-8"))
+        known = sorted(self.config.nanobook_models) + sorted(
+            p.parent.relative_to(self.confdir / d).as_posix()
+            for d in self.config.nanobook_model_dirs
+            for p in (self.confdir / d).glob("*/*/config.json"))
+        raise ValueError(f"no model {model!r}; known models: {', '.join(known) or 'none'}")
+
+
+def kv_bytes_per_token(ctx: ValueContext, model: str, dtype: str = "") -> int:
+    """Keys and values of one token over all layers: 2 x layers x KV heads x head size x bytes."""
+    cfg = ctx.model_config(model)
+    dtype = dtype or cfg.get("torch_dtype") or cfg.get("dtype") or "float32"
+    if dtype not in DTYPE_BYTES:
+        raise ValueError(f"dtype {dtype!r} is not one of {', '.join(DTYPE_BYTES)}")
+    heads = cfg["num_attention_heads"]
+    kv_heads = cfg.get("num_key_value_heads") or heads
+    head_dim = cfg.get("head_dim") or cfg["hidden_size"] // heads
+    return 2 * cfg["num_hidden_layers"] * kv_heads * head_dim * DTYPE_BYTES[dtype]
+
+
+def model_config_value(ctx: ValueContext, model: str, key: str) -> object:
+    """One field of a model's ``config.json``."""
+    cfg = ctx.model_config(model)
+    if key not in cfg:
+        raise ValueError(f"{model} config.json has no field {key!r}")
+    return cfg[key]
+
+
+def engine_default(ctx: ValueContext, field_name: str) -> object:
+    """The default of a field of the engine's ``Config`` dataclass, read from its source."""
+    root = engine_root(ctx.config)
+    module = f"{engine_packages(ctx.config)[0]}.config"
+    path = module_file(root, module)
+    if path is None:
+        raise ValueError(f"the engine has no module {module}")
+    tree = ast.parse(ctx.note(path).read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef) and node.name == "Config":
+            for stmt in node.body:
+                if (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)
+                        and stmt.target.id == field_name and stmt.value is not None):
+                    return ast.literal_eval(stmt.value)
+    raise ValueError(f"Config has no field {field_name!r} with a literal default")
+
+
+def engine_lines(ctx: ValueContext, path: str) -> int:
+    """Lines of an engine file, or of all ``.py`` files under an engine folder."""
+    target = engine_root(ctx.config) / path
+    if target.is_file():
+        files = [target]
+    elif target.is_dir():
+        files = sorted(target.rglob("*.py"))
+    else:
+        raise ValueError(f"no engine file or folder {path!r}")
+    return sum(len(ctx.note(f).read_text(encoding="utf-8").splitlines()) for f in files)
+
+
+VALUES: dict[str, Callable[..., object]] = {
+    "kv_bytes_per_token": kv_bytes_per_token,
+    "model_config": model_config_value,
+    "engine_default": engine_default,
+    "engine_lines": engine_lines,
+}
+
+
+def registry(config) -> dict[str, Callable[..., object]]:
+    values = dict(VALUES)
+    for name, target in config.nanobook_values.items():
+        module, _, attr = target.partition(":")
+        values[name] = getattr(importlib.import_module(module), attr)
+    return values
+
+
+def format_value(value: object, spec: str) -> str:
+    spec = spec.strip()
+    if spec in UNITS:
+        if not isinstance(value, (int, float)):
+            raise ValueError(f"unit {spec} needs a number, got {value!r}")
+        scaled = value / UNITS[spec]
+        return f"{scaled:,.0f}" if scaled == int(scaled) else f"{scaled:,.1f}"
+    if spec:
+        return format(value, spec)
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+class ValueRole(SphinxRole):
+    def run(self):
+        text = self.text.strip()
+        expression, _, spec = text.partition("|")
+        name, _, raw_args = expression.strip().partition(":")
+        args = [a.strip() for a in raw_args.split(",")] if raw_args.strip() else []
+        try:
+            values = registry(self.config)
+        except (ImportError, AttributeError) as error:
+            return self._fail(f"nanobook_values in conf.py: {error}")
+        if name not in values:
+            return self._fail(f"unknown value {name!r}; known values: {', '.join(sorted(values))}")
+        ctx = ValueContext(engine_root(self.config), self.config)
+        try:
+            result = values[name](ctx, *args)
+            shown = format_value(result, spec)
+        except (ValueError, TypeError, KeyError, OSError) as error:
+            return self._fail(f"{name}({', '.join(args)}) failed: {error}")
+        for path in ctx.used_files:
+            self.env.note_dependency(str(path))
+        node = nodes.inline(self.rawtext, shown, classes=["nb-value"], title=f"computed: {text}")
+        self.set_source_info(node)
+        return [node], []
+
+    def _fail(self, message: str):
+        BookWarning.VALUE.error(f"value {self.text!r} in {self.env.docname!r}: {message}",
+                                env=self.env, location=self.get_location())
+        node = nodes.problematic(self.rawtext, self.rawtext)
+        return [node], []
+
+
+def setup(app: Sphinx) -> dict:
+    app.setup_extension("nanobook.warnings")
+    app.setup_extension("nanobook.assets")
+    app.setup_extension("nanobook.engine_source")
+    app.add_config_value("nanobook_model_dirs", [], "env", types=[list, tuple])
+    app.add_config_value("nanobook_models", {}, "env", types=[dict])
+    app.add_config_value("nanobook_values", {}, "env", types=[dict])
+    app.add_role("value", ValueRole())
+    return {"version": "0.1", "parallel_read_safe": True, "parallel_write_safe": True}
