@@ -1,0 +1,131 @@
+"""Every measurement the book prints, from one loaded engine, in one process.
+
+Loading a model, measuring its activations, sizing the KV cache, compiling and
+capturing CUDA graphs takes tens of seconds; the measurements themselves mostly take
+a few. So the suite loads the engine once and runs every workload and every variant on
+it, switching settings in place (``harness.use_scheduler`` / ``use_runtime``). Runs
+come in order of importance, and with ``deadline_s`` set, whatever would start after
+the deadline is skipped and listed as skipped, so a time-limited GPU session still
+ends with the records that matter most:
+
+1. profiles of a prefill step and of decode steps at batch 256 and batch 1;
+2. (b) single-request latency and (a) throughput, CUDA graphs + torch.compile;
+3. (a) on its first ``hf_subset`` requests, the subset the transformers baseline runs;
+4. ablation on (a) and (b): CUDA graphs without compile, then eager;
+5. (e) the batch-size sweep;
+6. (c) prefix cache on and off; (d) chunked prefill on and off.
+
+The transformers baseline runs in its own process (``bench --engine transformers``),
+because this engine keeps most of the GPU's memory for its KV cache.
+"""
+
+import json
+import time
+from pathlib import Path
+
+from nanovllm.bench import workloads
+from nanovllm.bench.harness import run_workload, settings, use_runtime, use_scheduler, warm_up
+from nanovllm.bench.profile import profile_steps
+from nanovllm.bench.record import environment, make_record, write_record
+from nanovllm.bench.roofline import H100_SXM, decode_step_bound, model_cost, workload_bound
+from nanovllm.engine.llm_engine import LLMEngine
+
+
+def roofline_for(engine: LLMEngine, workload: workloads.Workload) -> dict | None:
+    """The H100 roofline bound for workloads (a), (b) and (e); None for the others."""
+    if workload.name[0] not in "abe":
+        return None
+    cost = model_cost(engine.model_config, engine.model_runner.dtype.itemsize)
+    lengths = [(len(r.prompt_token_ids), r.max_tokens) for r in workload.requests]
+    bound = workload_bound(cost, lengths, H100_SXM, engine.config.max_num_batched_tokens)
+    if len(lengths) == 1:  # one request: the floor of its time per output token
+        prompt, output = lengths[0]
+        steps = [decode_step_bound(cost, [prompt + k], H100_SXM) for k in range(1, output)]
+        bound["tpot_floor_ms"] = sum(steps) / len(steps) * 1e3
+    return bound
+
+
+class Suite:
+    def __init__(self, engine: LLMEngine, out_dir: Path, deadline_s: float | None):
+        self.engine, self.out_dir, self.deadline_s = engine, out_dir, deadline_s
+        self.start = time.perf_counter()
+        self.env = environment()
+        self.skipped: list[str] = []
+        self.lines: list[str] = []
+
+    def time_left(self) -> bool:
+        return self.deadline_s is None or time.perf_counter() - self.start < self.deadline_s
+
+    def measure(self, workload: workloads.Workload, variant: str, **scheduler_fields) -> None:
+        label = f"{workload.name} {variant}"
+        if not self.time_left():
+            self.skipped.append(label)
+            return
+        use_scheduler(self.engine, **{**workload.engine_settings, **scheduler_fields})
+        results = run_workload(self.engine, workload)
+        record = make_record(workload.summary(), "nanovllm", settings(self.engine, variant),
+                             results, self.env, roofline=roofline_for(self.engine, workload))
+        write_record(record, self.out_dir)
+        tpot = results["tpot_ms"]["p50"] if results["tpot_ms"] else float("nan")
+        line = (f"{label:<28} {results['output_tokens_per_s']:>9.0f} out tok/s "
+                f"{results['total_tokens_per_s']:>9.0f} total tok/s  TTFT p50 "
+                f"{results['ttft_ms']['p50']:8.1f} ms  TPOT p50 {tpot:6.2f} ms  "
+                f"ITL p99 {(results['itl_ms'] or {}).get('p99', float('nan')):7.2f} ms  "
+                f"wall {results['wall_time_s']:6.2f} s")
+        self.lines.append(line)
+        print(line, flush=True)
+
+
+def run_suite(model: str, out_dir: str | Path, deadline_s: float | None = None,
+              hf_subset: int = 64, small: bool = False, profile: bool = True) -> Path:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    engine = LLMEngine(model, max_model_len=256 if small else 4096,
+                       max_num_seqs=16 if small else 256)
+    startup_s = time.perf_counter() - started
+    warm_up(engine)
+    print(f"engine ready in {startup_s:.1f} s (+ warm-up {time.perf_counter() - started - startup_s:.1f} s)",
+          flush=True)
+    suite = Suite(engine, out_dir, deadline_s)
+    vocab = engine.model_config.vocab_size
+
+    def build(name: str, **overrides) -> workloads.Workload:
+        return workloads.build(name, vocab, small, **overrides)
+
+    on_gpu = engine.model_runner.device.type == "cuda"
+    if profile and on_gpu:
+        profiles = {f"bs{bs}": profile_steps(engine, out_dir, batch_size=bs)
+                    for bs in (256, 1)}
+        (out_dir / "profile.json").write_text(json.dumps(profiles, indent=2) + "\n")
+    single, throughput = build("b"), build("a")
+    suite.measure(single, "graphs+compile")
+    suite.measure(throughput, "graphs+compile")
+    suite.measure(throughput.subset(hf_subset), "graphs+compile")
+    if on_gpu:
+        use_runtime(engine, cuda_graphs=True, torch_compile=False)
+        suite.measure(single, "graphs")
+        suite.measure(throughput, "graphs")
+        use_runtime(engine, cuda_graphs=False, torch_compile=False)
+        suite.measure(single, "eager")
+        suite.measure(throughput, "eager")
+        use_runtime(engine, cuda_graphs=True, torch_compile=True)
+    sizes = workloads.SMALL_SWEEP_BATCH_SIZES if small else workloads.SWEEP_BATCH_SIZES
+    for size in sizes:
+        suite.measure(build("e", batch_size=size), f"bs{size}")
+    shared = build("c")
+    suite.measure(shared, "prefix-cache-on", enable_prefix_caching=True)
+    suite.measure(shared, "prefix-cache-off", enable_prefix_caching=False)
+    mixed = build("d")
+    small_budget = 64 if small else 1024
+    suite.measure(mixed, f"chunked-{small_budget}", enable_chunked_prefill=True,
+                  max_num_batched_tokens=small_budget)
+    suite.measure(mixed, f"unchunked-{mixed.engine_settings['max_model_len']}",
+                  enable_chunked_prefill=False,
+                  max_num_batched_tokens=mixed.engine_settings["max_model_len"])
+    (out_dir / "suite.json").write_text(json.dumps(
+        {"engine_startup_s": startup_s, "suite_s": time.perf_counter() - started,
+         "skipped": suite.skipped, "lines": suite.lines}, indent=2) + "\n")
+    if suite.skipped:
+        print("skipped (deadline):", ", ".join(suite.skipped), flush=True)
+    return out_dir
