@@ -35,6 +35,7 @@ from nanovllm.engine.cuda_graph import DecodeGraphs
 from nanovllm.engine.llm_engine import LLMEngine
 from nanovllm.engine.scheduler import Scheduler
 from nanovllm.engine.torch_compile import compile_small_ops, uncompile_small_ops
+from nanovllm.kernels import decode_attention
 
 
 @dataclass
@@ -150,4 +151,5 @@ def settings(engine: LLMEngine, variant: str) -> dict:
     return {"variant": variant, **fields, "resolved_device": runner.device.type,
             "resolved_dtype": str(runner.dtype).removeprefix("torch."),
             "cuda_graphs": runner.graphs is not None,
-            "torch_compile": on_gpu and fields["enable_torch_compile"]}
+            "torch_compile": on_gpu and fields["enable_torch_compile"],
+            "decode_tile": dict(decode_attention.DECODE_TILE)}

@@ -8,12 +8,15 @@ come in order of importance, and with ``deadline_s`` set, whatever would start a
 the deadline is skipped and listed as skipped, so a time-limited GPU session still
 ends with the records that matter most:
 
+0. (GPU) the attention kernels alone (``kernel_sweep``): the decode kernel's tile that
+   reads the cache fastest on this GPU is used for everything after, and recorded;
 1. profiles of a prefill step and of decode steps at batch 256 and batch 1;
 2. (b) single-request latency and (a) throughput, CUDA graphs + torch.compile;
 3. (a) on its first ``hf_subset`` requests, the subset the transformers baseline runs;
-4. ablation on (a) and (b): CUDA graphs without compile, then eager;
+4. ablation on (a) and (b): CUDA graphs without torch.compile;
 5. (e) the batch-size sweep;
-6. (c) prefix cache on and off; (d) chunked prefill on and off.
+6. (c) prefix cache on and off; (d) chunked prefill on and off;
+7. ablation on (a) and (b): eager (no graphs, no compile), last because it is slowest.
 
 The transformers baseline runs in its own process (``bench --engine transformers``),
 because this engine keeps most of the GPU's memory for its KV cache.
@@ -21,7 +24,10 @@ because this engine keeps most of the GPU's memory for its KV cache.
 
 import json
 import time
+import traceback
 from pathlib import Path
+
+import torch
 
 from nanovllm.bench import workloads
 from nanovllm.bench.harness import run_workload, settings, use_runtime, use_scheduler, warm_up
@@ -29,6 +35,31 @@ from nanovllm.bench.profile import profile_steps
 from nanovllm.bench.record import environment, make_record, write_record
 from nanovllm.bench.roofline import H100_SXM, decode_step_bound, model_cost, workload_bound
 from nanovllm.engine.llm_engine import LLMEngine
+from nanovllm.kernels import decode_attention
+
+
+def tune_decode_tile(out_dir: Path) -> None:
+    """Time the kernels; use the decode tile that read fastest (if clearly faster)."""
+    try:
+        from nanovllm.bench.kernel_sweep import sweep
+
+        results = sweep()
+    except Exception:
+        traceback.print_exc()
+        return
+    default = next(r for r in results["decode_bs256"]
+                   if all(r[k] == v for k, v in decode_attention.DECODE_TILE.items()))
+    best = max(results["decode_bs256"], key=lambda r: r["GB_per_s"])
+    if best["GB_per_s"] > 1.03 * default["GB_per_s"]:
+        decode_attention.DECODE_TILE = results["best_tile"]
+    results["used_tile"] = decode_attention.DECODE_TILE
+    (out_dir / "kernel_sweep.json").write_text(json.dumps(results, indent=2) + "\n")
+    for r in results["decode_bs256"]:
+        print(f"decode tile {r['BLOCK_N']:>3} tokens, {r['num_warps']} warps, "
+              f"{r['num_stages']} stages: {r['ms']:.3f} ms, {r['GB_per_s']:.0f} GB/s", flush=True)
+    print(f"decode bs1: {results['decode_bs1_ctx768']}; prefill: {results['prefill_16x512']}; "
+          f"using {decode_attention.DECODE_TILE}", flush=True)
+    torch.cuda.empty_cache()
 
 
 def roofline_for(engine: LLMEngine, workload: workloads.Workload) -> dict | None:
@@ -46,9 +77,10 @@ def roofline_for(engine: LLMEngine, workload: workloads.Workload) -> dict | None
 
 
 class Suite:
-    def __init__(self, engine: LLMEngine, out_dir: Path, deadline_s: float | None):
+    def __init__(self, engine: LLMEngine, out_dir: Path, deadline_s: float | None,
+                 started: float):
         self.engine, self.out_dir, self.deadline_s = engine, out_dir, deadline_s
-        self.start = time.perf_counter()
+        self.start = started
         self.env = environment()
         self.skipped: list[str] = []
         self.lines: list[str] = []
@@ -61,8 +93,13 @@ class Suite:
         if not self.time_left():
             self.skipped.append(label)
             return
-        use_scheduler(self.engine, **{**workload.engine_settings, **scheduler_fields})
-        results = run_workload(self.engine, workload)
+        try:
+            use_scheduler(self.engine, **{**workload.engine_settings, **scheduler_fields})
+            results = run_workload(self.engine, workload)
+        except Exception:  # record the failure, keep measuring the rest
+            traceback.print_exc()
+            self.skipped.append(f"{label} (failed)")
+            return
         record = make_record(workload.summary(), "nanovllm", settings(self.engine, variant),
                              results, self.env, roofline=roofline_for(self.engine, workload))
         write_record(record, self.out_dir)
@@ -81,13 +118,20 @@ def run_suite(model: str, out_dir: str | Path, deadline_s: float | None = None,
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    engine = LLMEngine(model, max_model_len=256 if small else 4096,
-                       max_num_seqs=16 if small else 256)
-    startup_s = time.perf_counter() - started
+    if torch.cuda.is_available() and not small:
+        tune_decode_tile(out_dir)
+    engine_started = time.perf_counter()
+    limits = dict(max_model_len=256 if small else 4096, max_num_seqs=16 if small else 256)
+    try:
+        engine = LLMEngine(model, **limits)
+    except Exception:  # e.g. torch.compile unusable here: measure without it
+        traceback.print_exc()
+        engine = LLMEngine(model, **limits, enable_torch_compile=False)
+    startup_s = time.perf_counter() - engine_started
     warm_up(engine)
-    print(f"engine ready in {startup_s:.1f} s (+ warm-up {time.perf_counter() - started - startup_s:.1f} s)",
-          flush=True)
-    suite = Suite(engine, out_dir, deadline_s)
+    print(f"engine ready in {startup_s:.1f} s (+ warm-up "
+          f"{time.perf_counter() - engine_started - startup_s:.1f} s)", flush=True)
+    suite = Suite(engine, out_dir, deadline_s, started)
     vocab = engine.model_config.vocab_size
 
     def build(name: str, **overrides) -> workloads.Workload:
@@ -95,21 +139,28 @@ def run_suite(model: str, out_dir: str | Path, deadline_s: float | None = None,
 
     on_gpu = engine.model_runner.device.type == "cuda"
     if profile and on_gpu:
-        profiles = {f"bs{bs}": profile_steps(engine, out_dir, batch_size=bs)
-                    for bs in (256, 1)}
-        (out_dir / "profile.json").write_text(json.dumps(profiles, indent=2) + "\n")
+        try:
+            profiles = {f"bs{bs}": profile_steps(engine, out_dir, batch_size=bs)
+                        for bs in (256, 1)}
+            (out_dir / "profile.json").write_text(json.dumps(profiles, indent=2) + "\n")
+        except Exception:
+            traceback.print_exc()
     single, throughput = build("b"), build("a")
-    suite.measure(single, "graphs+compile")
-    suite.measure(throughput, "graphs+compile")
-    suite.measure(throughput.subset(hf_subset), "graphs+compile")
-    if on_gpu:
-        use_runtime(engine, cuda_graphs=True, torch_compile=False)
-        suite.measure(single, "graphs")
-        suite.measure(throughput, "graphs")
-        use_runtime(engine, cuda_graphs=False, torch_compile=False)
-        suite.measure(single, "eager")
-        suite.measure(throughput, "eager")
-        use_runtime(engine, cuda_graphs=True, torch_compile=True)
+    best = "graphs+compile" if on_gpu else "cpu"
+    suite.measure(single, best)
+    suite.measure(throughput, best)
+    suite.measure(throughput.subset(hf_subset), best)
+
+    def ablation(graphs: bool, compiled: bool, variant: str | None) -> None:
+        if on_gpu and suite.time_left():
+            use_runtime(engine, cuda_graphs=graphs, torch_compile=compiled)
+            warm_up(engine)  # eager decode compiles kernel variants the graphs never needed
+            if variant:
+                suite.measure(single, variant)
+                suite.measure(throughput, variant)
+
+    ablation(True, False, "graphs")
+    ablation(True, engine.config.enable_torch_compile, None)  # back to the best settings
     sizes = workloads.SMALL_SWEEP_BATCH_SIZES if small else workloads.SWEEP_BATCH_SIZES
     for size in sizes:
         suite.measure(build("e", batch_size=size), f"bs{size}")
@@ -123,6 +174,7 @@ def run_suite(model: str, out_dir: str | Path, deadline_s: float | None = None,
     suite.measure(mixed, f"unchunked-{mixed.engine_settings['max_model_len']}",
                   enable_chunked_prefill=False,
                   max_num_batched_tokens=mixed.engine_settings["max_model_len"])
+    ablation(False, False, "eager")  # last: the slowest runs
     (out_dir / "suite.json").write_text(json.dumps(
         {"engine_startup_s": startup_s, "suite_s": time.perf_counter() - started,
          "skipped": suite.skipped, "lines": suite.lines}, indent=2) + "\n")

@@ -28,7 +28,8 @@ whole GPU busy:
   tiny kernel combines the pieces exactly: ``out = sum_s w_s * out_s`` with
   ``w_s = exp(lse_s - lse)``, where ``lse`` is the log-sum-exp over all pieces.
   ``num_splits`` depends only on the batch size, so a CUDA graph captured for one batch
-  size always launches the same grid.
+  size always launches the same grid; it is a run-time argument, not a compile-time
+  constant, so that eager runs at many batch sizes compile the kernel only once.
 """
 
 from __future__ import annotations
@@ -39,7 +40,10 @@ import torch
 
 from nanovllm.kernels.triton_support import jit, require_triton, tl, triton, use_triton
 
-BLOCK_N = 64  # cache tokens per tile: 64 tokens x 128 dims x 2 bytes = 16 KiB of keys
+# How the kernel walks the cache: BLOCK_N tokens per loop step (64 tokens x 128 dims x 2
+# bytes = 16 KiB of keys and as much of values), warps per program, and how many loop
+# steps' loads the software pipeline keeps in flight. bench/kernel_sweep.py times others.
+DECODE_TILE = {"BLOCK_N": 64, "num_warps": 4, "num_stages": 3}
 MAX_SPLITS = 32
 
 
@@ -73,8 +77,7 @@ def decode_attention_kernel(query_ptr, k_cache_ptr, v_cache_ptr, block_tables_pt
                             max_blocks_per_seq, NUM_HEADS: tl.constexpr,
                             NUM_KV_HEADS: tl.constexpr, HEAD_DIM: tl.constexpr,
                             BLOCK_SIZE: tl.constexpr, GROUP_ROWS: tl.constexpr,
-                            BLOCK_N: tl.constexpr, NUM_SPLITS: tl.constexpr,
-                            DOT_PRECISION: tl.constexpr):
+                            BLOCK_N: tl.constexpr, num_splits, DOT_PRECISION: tl.constexpr):
     seq = tl.program_id(0)
     kv_head = tl.program_id(1)
     split = tl.program_id(2)
@@ -87,7 +90,7 @@ def decode_attention_kernel(query_ptr, k_cache_ptr, v_cache_ptr, block_tables_pt
 
     # This program's piece of the context: whole tiles, so that only the last one is ragged.
     context_len = tl.load(context_lens_ptr + seq)
-    split_len = tl.cdiv(tl.cdiv(context_len, NUM_SPLITS), BLOCK_N) * BLOCK_N
+    split_len = tl.cdiv(tl.cdiv(context_len, num_splits), BLOCK_N) * BLOCK_N
     start = split * split_len
     end = tl.minimum(context_len, start + split_len)
 
@@ -118,27 +121,27 @@ def decode_attention_kernel(query_ptr, k_cache_ptr, v_cache_ptr, block_tables_pt
     # An empty piece (or a padding row with context 0) has acc = 0 and exp_sum = 0: out = 0.
     out = acc / tl.maximum(exp_sum, 1e-30)[:, None]
     is_head = rows[:, None] < group
-    if NUM_SPLITS == 1:
+    if num_splits == 1:
         tl.store(out_ptr + q_offsets, out.to(out_ptr.dtype.element_ty), mask=is_head)
     else:
-        split_rows = (seq * NUM_HEADS + heads) * NUM_SPLITS + split
+        split_rows = (seq * NUM_HEADS + heads) * num_splits + split
         tl.store(split_out_ptr + split_rows[:, None] * HEAD_DIM + dims[None, :], out,
                  mask=is_head)
         tl.store(split_lse_ptr + split_rows, max_score + tl.log(exp_sum), mask=rows < group)
 
 
 @jit
-def combine_splits_kernel(split_out_ptr, split_lse_ptr, out_ptr, HEAD_DIM: tl.constexpr,
-                          NUM_SPLITS: tl.constexpr, SPLITS_POW2: tl.constexpr):
+def combine_splits_kernel(split_out_ptr, split_lse_ptr, out_ptr, num_splits,
+                          HEAD_DIM: tl.constexpr, MAX_SPLITS: tl.constexpr):
     row = tl.program_id(0)  # one (sequence, query head)
-    splits = tl.arange(0, SPLITS_POW2)
+    splits = tl.arange(0, MAX_SPLITS)
     dims = tl.arange(0, HEAD_DIM)
-    lse = tl.load(split_lse_ptr + row * NUM_SPLITS + splits, mask=splits < NUM_SPLITS,
+    lse = tl.load(split_lse_ptr + row * num_splits + splits, mask=splits < num_splits,
                   other=float("-inf"))
     # Empty pieces have lse = -inf and weight 0; a row whose pieces are all empty gives 0.
     weights = tl.where(lse > float("-inf"), tl.exp(lse - tl.max(lse, axis=0)), 0.0)
-    parts = tl.load(split_out_ptr + (row * NUM_SPLITS + splits)[:, None] * HEAD_DIM
-                    + dims[None, :], mask=(splits < NUM_SPLITS)[:, None], other=0.0)
+    parts = tl.load(split_out_ptr + (row * num_splits + splits)[:, None] * HEAD_DIM
+                    + dims[None, :], mask=(splits < num_splits)[:, None], other=0.0)
     total = tl.maximum(tl.sum(weights, axis=0), 1e-30)
     out = tl.sum(weights[:, None] * parts, axis=0) / total
     tl.store(out_ptr + row * HEAD_DIM + dims, out.to(out_ptr.dtype.element_ty))
@@ -163,13 +166,16 @@ def choose_num_splits(num_seqs: int, num_kv_heads: int, device: torch.device) ->
 
 def decode_attention_triton(query: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
                             block_tables: torch.Tensor, context_lens: torch.Tensor,
-                            scale: float, num_splits: int | None = None) -> torch.Tensor:
+                            scale: float, num_splits: int | None = None,
+                            tile: dict | None = None) -> torch.Tensor:
     require_triton()
     num_seqs, num_heads, head_dim = query.shape
     _, block_size, num_kv_heads, _ = k_cache.shape
     assert head_dim & (head_dim - 1) == 0, "the Triton kernel needs a power-of-two head_dim"
     if num_splits is None:
         num_splits = choose_num_splits(num_seqs, num_kv_heads, query.device)
+    assert 1 <= num_splits <= MAX_SPLITS, f"num_splits must be in [1, {MAX_SPLITS}]"
+    tile = tile or DECODE_TILE
     query = query.contiguous()
     out = torch.empty_like(query)
     split_out = split_lse = out  # unused when there is one piece
@@ -182,13 +188,13 @@ def decode_attention_triton(query: torch.Tensor, k_cache: torch.Tensor, v_cache:
     decode_attention_kernel[(num_seqs, num_kv_heads, num_splits)](
         query, k_cache, v_cache, block_tables, context_lens, out, split_out, split_lse, scale,
         block_tables.shape[1], NUM_HEADS=num_heads, NUM_KV_HEADS=num_kv_heads,
-        HEAD_DIM=head_dim, BLOCK_SIZE=block_size, GROUP_ROWS=group_rows, BLOCK_N=BLOCK_N,
-        NUM_SPLITS=num_splits, DOT_PRECISION="ieee" if query.dtype == torch.float32 else "tf32",
-        num_warps=4, num_stages=3)
+        HEAD_DIM=head_dim, BLOCK_SIZE=block_size, GROUP_ROWS=group_rows,
+        BLOCK_N=tile["BLOCK_N"], num_splits=num_splits,
+        DOT_PRECISION="ieee" if query.dtype == torch.float32 else "tf32",
+        num_warps=tile["num_warps"], num_stages=tile["num_stages"])
     if num_splits > 1:
         combine_splits_kernel[(num_seqs * num_heads,)](
-            split_out, split_lse, out, HEAD_DIM=head_dim, NUM_SPLITS=num_splits,
-            SPLITS_POW2=triton.next_power_of_2(num_splits))
+            split_out, split_lse, out, num_splits, HEAD_DIM=head_dim, MAX_SPLITS=MAX_SPLITS)
     return out
 
 
