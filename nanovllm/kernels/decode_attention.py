@@ -71,7 +71,9 @@ def decode_attention_torch(query: torch.Tensor, k_cache: torch.Tensor, v_cache: 
     return out
 
 
-@jit
+# Triton compiles a variant per "is 1" / "is a multiple of 16" of an int argument; the
+# block-table width changes every few steps, and one compiled variant serves them all.
+@jit(do_not_specialize=["max_blocks_per_seq"])
 def decode_attention_kernel(query_ptr, k_cache_ptr, v_cache_ptr, block_tables_ptr,
                             context_lens_ptr, out_ptr, split_out_ptr, split_lse_ptr, scale,
                             max_blocks_per_seq, NUM_HEADS: tl.constexpr,

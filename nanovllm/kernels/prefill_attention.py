@@ -58,7 +58,9 @@ def prefill_attention_torch(query: torch.Tensor, k_cache: torch.Tensor, v_cache:
     return out
 
 
-@jit
+# Triton compiles a variant per "is 1" / "is a multiple of 16" of an int argument; the
+# block-table width changes every few steps, and one compiled variant serves them all.
+@jit(do_not_specialize=["max_blocks_per_seq"])
 def prefill_attention_kernel(query_ptr, k_cache_ptr, v_cache_ptr, out_ptr, cu_seqlens_q_ptr,
                              context_lens_ptr, block_tables_ptr, scale, max_blocks_per_seq,
                              NUM_HEADS: tl.constexpr, NUM_KV_HEADS: tl.constexpr,
