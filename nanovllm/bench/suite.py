@@ -13,10 +13,10 @@ ends with the records that matter most:
 1. profiles of a prefill step and of decode steps at batch 256 and batch 1;
 2. (b) single-request latency and (a) throughput, CUDA graphs + torch.compile;
 3. (a) on its first ``hf_subset`` requests, the subset the transformers baseline runs;
-4. ablation on (a) and (b): CUDA graphs without torch.compile;
-5. (e) the batch-size sweep;
-6. (c) prefix cache on and off; (d) chunked prefill on and off;
-7. ablation on (a) and (b): eager (no graphs, no compile), last because it is slowest.
+4. (e) the batch-size sweep;
+5. (c) prefix cache on and off; (d) chunked prefill on and off;
+6. ablation on (a) and (b): CUDA graphs without torch.compile, then eager (no graphs, no
+   compile), last because it is slowest.
 
 The transformers baseline runs in its own process (``bench --engine transformers``),
 because this engine keeps most of the GPU's memory for its KV cache.
@@ -159,8 +159,6 @@ def run_suite(model: str, out_dir: str | Path, deadline_s: float | None = None,
                 suite.measure(single, variant)
                 suite.measure(throughput, variant)
 
-    ablation(True, False, "graphs")
-    ablation(True, engine.config.enable_torch_compile, None)  # back to the best settings
     sizes = workloads.SMALL_SWEEP_BATCH_SIZES if small else workloads.SWEEP_BATCH_SIZES
     for size in sizes:
         suite.measure(build("e", batch_size=size), f"bs{size}")
@@ -174,6 +172,7 @@ def run_suite(model: str, out_dir: str | Path, deadline_s: float | None = None,
     suite.measure(mixed, f"unchunked-{mixed.engine_settings['max_model_len']}",
                   enable_chunked_prefill=False,
                   max_num_batched_tokens=mixed.engine_settings["max_model_len"])
+    ablation(True, False, "graphs")
     ablation(False, False, "eager")  # last: the slowest runs
     (out_dir / "suite.json").write_text(json.dumps(
         {"engine_startup_s": startup_s, "suite_s": time.perf_counter() - started,
