@@ -11,6 +11,9 @@ every sequence is scattered over the pool, as in a long-running engine) and time
 * the decode kernel at batch 1 (context 768) with and without split-K;
 * the prefill kernel on 16 prompts of 512 tokens, as TFLOP/s (causal: half the square).
 
+Before timing, both kernels are compared with their torch references on some of the same
+inputs (the largest absolute difference is recorded; bf16 outputs differ by ~1e-2 at most).
+
 Times are ``triton.testing.do_bench`` medians (CUDA events; the cache, over a GiB,
 is far larger than L2, so no run reads another's leftovers from cache).
 """
@@ -55,6 +58,13 @@ def sweep(heads: int = 16, kv_heads: int = 8, head_dim: int = 128,
                                                     device, generator)
     query = torch.randn(256, heads, head_dim, device=device, dtype=torch.bfloat16)
     kv_bytes = sum(lens) * kv_heads * head_dim * 2 * 2  # keys and values, bf16
+    # First, right: the kernel (with and without split-K) against the torch reference.
+    reference = decode_attention.decode_attention_torch(query[:8], k_cache, v_cache, tables[:8],
+                                                        context[:8], scale).float()
+    results["decode_max_error_vs_torch"] = max(
+        (decode_attention.decode_attention_triton(query[:8], k_cache, v_cache, tables[:8],
+                                                  context[:8], scale, num_splits=splits).float()
+         - reference).abs().max().item() for splits in (1, 5))
     for tile in TILES:
         ms = do_bench(lambda t=tile: decode_attention.decode_attention_triton(
             query, k_cache, v_cache, tables, context, scale, tile=t), return_mode="median")
@@ -79,8 +89,14 @@ def sweep(heads: int = 16, kv_heads: int = 8, head_dim: int = 128,
                                                     block_size, device, generator)
     query = torch.randn(prompts * length, heads, head_dim, device=device, dtype=torch.bfloat16)
     cu = torch.arange(0, prompts * length + 1, length, dtype=torch.int32, device=device)
-    ms = do_bench(lambda: prefill_attention.prefill_attention_triton(
-        query, k_cache, v_cache, cu, context, tables, scale, length), return_mode="median")
+    args = (query, k_cache, v_cache, cu, context, tables, scale, length)
+    results["prefill_max_error_vs_torch"] = (
+        prefill_attention.prefill_attention_triton(*args)[:2 * length].float()
+        - prefill_attention.prefill_attention_torch(
+            query[:2 * length], k_cache, v_cache, cu[:3], context[:2], tables[:2], scale,
+            length).float()).abs().max().item()
+    ms = do_bench(lambda: prefill_attention.prefill_attention_triton(*args),
+                  return_mode="median")
     flops = 4 * heads * head_dim * prompts * length * (length + 1) / 2
     results["prefill_16x512"] = {"ms": ms, "TFLOP_per_s": flops / ms / 1e9}
     return results

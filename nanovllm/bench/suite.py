@@ -58,7 +58,9 @@ def tune_decode_tile(out_dir: Path) -> None:
         print(f"decode tile {r['BLOCK_N']:>3} tokens, {r['num_warps']} warps, "
               f"{r['num_stages']} stages: {r['ms']:.3f} ms, {r['GB_per_s']:.0f} GB/s", flush=True)
     print(f"decode bs1: {results['decode_bs1_ctx768']}; prefill: {results['prefill_16x512']}; "
-          f"using {decode_attention.DECODE_TILE}", flush=True)
+          f"using {decode_attention.DECODE_TILE}; max error vs torch: decode "
+          f"{results['decode_max_error_vs_torch']:.2e}, prefill "
+          f"{results['prefill_max_error_vs_torch']:.2e}", flush=True)
     torch.cuda.empty_cache()
 
 
