@@ -44,6 +44,8 @@ def add_bench(commands) -> None:
                         help="suite: start nothing new after this many seconds")
     parser.add_argument("--hf-subset", type=int, default=64,
                         help="suite: also run (a) on its first N requests, as the baseline does")
+    parser.add_argument("--no-sweep", action="store_true", help="suite: skip the kernel sweep")
+    parser.add_argument("--no-profile", action="store_true", help="suite: skip the profiles")
 
 
 def parse_overrides(pairs: list[str]) -> dict:
@@ -123,6 +125,7 @@ def run_bench(args) -> None:
     elif args.suite:
         from nanovllm.bench.suite import run_suite
 
-        run_suite(args.model, args.out, args.deadline, args.hf_subset, args.small)
+        run_suite(args.model, args.out, args.deadline, args.hf_subset, args.small,
+                  profile=not args.no_profile, sweep=not args.no_sweep)
     else:
         run_one(args)

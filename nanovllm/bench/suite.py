@@ -116,11 +116,12 @@ class Suite:
 
 
 def run_suite(model: str, out_dir: str | Path, deadline_s: float | None = None,
-              hf_subset: int = 64, small: bool = False, profile: bool = True) -> Path:
+              hf_subset: int = 64, small: bool = False, profile: bool = True,
+              sweep: bool = True) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    if torch.cuda.is_available() and not small:
+    if sweep and torch.cuda.is_available() and not small:
         tune_decode_tile(out_dir)
     engine_started = time.perf_counter()
     limits = dict(max_model_len=256 if small else 4096, max_num_seqs=16 if small else 256)
