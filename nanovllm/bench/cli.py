@@ -44,7 +44,8 @@ def add_bench(commands) -> None:
                         help="suite: start nothing new after this many seconds")
     parser.add_argument("--hf-subset", type=int, default=64,
                         help="suite: also run (a) on its first N requests, as the baseline does")
-    parser.add_argument("--no-sweep", action="store_true", help="suite: skip the kernel sweep")
+    parser.add_argument("--sweep-tiles", type=int, default=None,
+                        help="suite: time only the first N decode tiles (0: no kernel sweep)")
     parser.add_argument("--no-profile", action="store_true", help="suite: skip the profiles")
 
 
@@ -126,6 +127,6 @@ def run_bench(args) -> None:
         from nanovllm.bench.suite import run_suite
 
         run_suite(args.model, args.out, args.deadline, args.hf_subset, args.small,
-                  profile=not args.no_profile, sweep=not args.no_sweep)
+                  profile=not args.no_profile, sweep_tiles=args.sweep_tiles)
     else:
         run_one(args)

@@ -44,8 +44,8 @@ def paged_cache(context_lens: list[int], kv_heads: int, head_dim: int, block_siz
     return k_cache, v_cache, tables.to(device), lens
 
 
-def sweep(heads: int = 16, kv_heads: int = 8, head_dim: int = 128,
-          block_size: int = 16) -> dict:
+def sweep(heads: int = 16, kv_heads: int = 8, head_dim: int = 128, block_size: int = 16,
+          tiles: list[dict] = TILES) -> dict:
     from triton.testing import do_bench
 
     device = torch.device("cuda")
@@ -65,7 +65,7 @@ def sweep(heads: int = 16, kv_heads: int = 8, head_dim: int = 128,
         (decode_attention.decode_attention_triton(query[:8], k_cache, v_cache, tables[:8],
                                                   context[:8], scale, num_splits=splits).float()
          - reference).abs().max().item() for splits in (1, 5))
-    for tile in TILES:
+    for tile in tiles:
         ms = do_bench(lambda t=tile: decode_attention.decode_attention_triton(
             query, k_cache, v_cache, tables, context, scale, tile=t), return_mode="median")
         results["decode_bs256"].append({**tile, "ms": ms, "GB_per_s": kv_bytes / ms / 1e6})

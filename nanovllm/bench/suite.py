@@ -38,12 +38,12 @@ from nanovllm.engine.llm_engine import LLMEngine
 from nanovllm.kernels import decode_attention
 
 
-def tune_decode_tile(out_dir: Path) -> None:
+def tune_decode_tile(out_dir: Path, num_tiles: int | None = None) -> None:
     """Time the kernels; use the decode tile that read fastest (if clearly faster)."""
     try:
-        from nanovllm.bench.kernel_sweep import sweep
+        from nanovllm.bench.kernel_sweep import TILES, sweep
 
-        results = sweep()
+        results = sweep(tiles=TILES[:num_tiles])
     except Exception:
         traceback.print_exc()
         return
@@ -117,12 +117,12 @@ class Suite:
 
 def run_suite(model: str, out_dir: str | Path, deadline_s: float | None = None,
               hf_subset: int = 64, small: bool = False, profile: bool = True,
-              sweep: bool = True) -> Path:
+              sweep_tiles: int | None = None) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    if sweep and torch.cuda.is_available() and not small:
-        tune_decode_tile(out_dir)
+    if sweep_tiles != 0 and torch.cuda.is_available() and not small:
+        tune_decode_tile(out_dir, sweep_tiles)
     engine_started = time.perf_counter()
     limits = dict(max_model_len=256 if small else 4096, max_num_seqs=16 if small else 256)
     try:
