@@ -53,6 +53,7 @@ def tune_decode_tile(out_dir: Path, num_tiles: int | None = None) -> None:
     if best["GB_per_s"] > 1.03 * default["GB_per_s"]:
         decode_attention.DECODE_TILE = results["best_tile"]
     results["used_tile"] = decode_attention.DECODE_TILE
+    results["environment"] = environment()
     (out_dir / "kernel_sweep.json").write_text(json.dumps(results, indent=2) + "\n")
     for r in results["decode_bs256"]:
         print(f"decode tile {r['BLOCK_N']:>3} tokens, {r['num_warps']} warps, "
