@@ -5,6 +5,7 @@
 #   make latexpdf  the PDF (needs TeX: see README)
 #   make doctest   run every executed check of the book again (Sphinx doctest builder)
 #   make gpu-check on a GPU machine: rerun the checks that need a GPU, rewrite their records
+#   make bench     the benchmark suite on a GPU machine (records in bench-records/)
 
 PYTHON     ?= python3
 VENV       ?= .venv
@@ -17,7 +18,7 @@ BUILDDIR   ?= _build
 SPHINX     := $(PY) -m sphinx
 STAMP      := $(VENV)/.installed
 
-.PHONY: venv html serve livehtml latexpdf test linkcheck doctest gpu-check clean system-deps
+.PHONY: venv html serve livehtml latexpdf test linkcheck doctest gpu-check clean system-deps bench
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -63,3 +64,17 @@ clean:
 gpu-check: venv
 	$(SPHINX) -b gpucheck -c . $(SPHINXOPTS) -D nanobook_check_chapter="$(CHAPTER)" \
 		-D nanobook_check_block="$(BLOCK)" source $(BUILDDIR)/gpucheck
+
+# The benchmark (nanovllm/bench/): a random Qwen3-0.6B, every workload and variant, the
+# transformers baseline on the first 64 requests of workload (a), then the tables. Runs
+# with the machine's own Python and torch (CUDA), not the CPU-only .venv. On a laptop CPU:
+# python -m nanovllm bench --suite --small
+BENCH_MODEL ?= /tmp/nanovllm-qwen3-0.6b
+BENCH_OUT   ?= bench-records
+bench:
+	@test -f $(BENCH_MODEL)/config.json || \
+		$(PYTHON) -m nanovllm random-checkpoint $(BENCH_MODEL) --preset qwen3-0.6b
+	$(PYTHON) -m nanovllm bench --suite --model $(BENCH_MODEL) --out $(BENCH_OUT) --hf-subset 64
+	$(PYTHON) -m nanovllm bench --workload a --subset 64 --engine transformers \
+		--model $(BENCH_MODEL) --out $(BENCH_OUT) --max-time 120
+	$(PYTHON) -m nanovllm bench --summarize $(BENCH_OUT)

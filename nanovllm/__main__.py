@@ -1,13 +1,16 @@
-"""Command line: ``python -m nanovllm generate "prompt"`` and ``random-checkpoint``.
+"""Command line: ``python -m nanovllm generate "prompt"``, ``random-checkpoint`` and ``bench``.
 
 ``generate`` runs the bundled tiny model unless ``--model`` names a Hugging Face-format
 folder, prints each completion, and reports throughput on stderr. With one prompt the
 text is printed as it is generated. ``random-checkpoint`` writes a randomly initialised
-model folder (e.g. the Qwen3-0.6B configuration) for tests and benchmarks.
+model folder (e.g. the Qwen3-0.6B configuration) for tests and benchmarks. ``bench``
+runs the benchmark workloads and writes JSON records (see ``nanovllm/bench/cli.py``).
 """
 
 import argparse
 import sys
+
+from nanovllm.bench.cli import add_bench, run_bench
 
 
 def add_generate(commands) -> None:
@@ -86,9 +89,11 @@ def main(argv=None) -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     add_generate(commands)
     add_random_checkpoint(commands)
+    add_bench(commands)
     args = parser.parse_args(argv)
     try:
-        {"generate": run_generate, "random-checkpoint": run_random_checkpoint}[args.command](args)
+        {"generate": run_generate, "random-checkpoint": run_random_checkpoint,
+         "bench": run_bench}[args.command](args)
     except (ValueError, FileNotFoundError) as error:
         sys.exit(f"error: {error}")
 

@@ -47,6 +47,7 @@ class Config:
     cpu_kvcache_gib: float = 0.25
     tensor_parallel_size: int = 1
     enforce_eager: bool = False  # True = no CUDA graphs
+    enable_torch_compile: bool = True  # GPU only: fuse norms, rotary, activation, sampler
     dtype: str = "auto"
     device: str = "auto"
     seed: int = 0
@@ -65,7 +66,8 @@ class Config:
         check_field(is_int(self.num_kvcache_blocks) and self.num_kvcache_blocks >= 0,
                     "num_kvcache_blocks", self.num_kvcache_blocks,
                     "an int >= 0 (0 lets the model runner size the pool from memory)")
-        for name in ("enable_prefix_caching", "enable_chunked_prefill", "enforce_eager"):
+        for name in ("enable_prefix_caching", "enable_chunked_prefill", "enforce_eager",
+                     "enable_torch_compile"):
             check_field(isinstance(getattr(self, name), bool), name, getattr(self, name),
                         "True or False")
         check_field(is_real(self.gpu_memory_utilization) and 0 < self.gpu_memory_utilization <= 1,

@@ -30,9 +30,9 @@ class DecodeGraphs:
         max_blocks = -(-config.max_model_len // config.block_size)
         self.model = runner.model
         self.sizes = captured_sizes(max_batch)
-        self.input_ids = torch.zeros(max_batch, dtype=torch.int64, device=device)
-        self.positions = torch.zeros(max_batch, dtype=torch.int64, device=device)
-        self.slot_mapping = torch.full((max_batch,), -1, dtype=torch.int64, device=device)
+        self.input_ids = torch.zeros(max_batch, dtype=torch.int32, device=device)
+        self.positions = torch.zeros(max_batch, dtype=torch.int32, device=device)
+        self.slot_mapping = torch.full((max_batch,), -1, dtype=torch.int32, device=device)
         self.context_lens = torch.zeros(max_batch, dtype=torch.int32, device=device)
         self.block_tables = torch.zeros(max_batch, max_blocks, dtype=torch.int32, device=device)
         self.cu_seqlens_q = torch.arange(max_batch + 1, dtype=torch.int32, device=device)

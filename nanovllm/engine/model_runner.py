@@ -20,6 +20,7 @@ import torch
 from nanovllm.engine.cuda_graph import DecodeGraphs
 from nanovllm.engine.kv_cache import allocate_kv_cache, choose_num_blocks
 from nanovllm.engine.model_inputs import ModelInputs, prepare_model_inputs
+from nanovllm.engine.torch_compile import compile_small_ops
 from nanovllm.layers.sampler import Sampler, SamplingTensors
 from nanovllm.models.model_config import ModelConfig
 from nanovllm.models.qwen3 import Qwen3ForCausalLM
@@ -68,6 +69,8 @@ class ModelRunner:
         load_model(self.model, folder)
         self.model.eval()
         self.sampler = Sampler()
+        if self.device.type == "cuda" and config.enable_torch_compile:
+            compile_small_ops(self.model, self.sampler)
         self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
         self.activation_bytes = 0  # peak memory of the largest step, kept free of KV cache
         if self.device.type == "cuda" and config.num_kvcache_blocks == 0:
@@ -102,7 +105,9 @@ class ModelRunner:
         sampled = [seq for seq, do in zip(batch.seqs, batch.do_sample, strict=True) if do]
         if not sampled:  # only middle chunks of long prompts: their K/V was the point
             return []
-        logits = self.model.compute_logits(hidden[inputs.sample_rows])
+        if len(sampled) < hidden.shape[0]:  # a decode-only step samples every row
+            hidden = hidden[inputs.sample_rows]
+        logits = self.model.compute_logits(hidden)
         sampling = SamplingTensors.from_params(
             [seq.sampling_params for seq in sampled],
             steps=[seq.num_completion_tokens for seq in sampled], device=self.device)

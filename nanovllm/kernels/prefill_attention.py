@@ -14,9 +14,16 @@ A decode token is the special case query_len = 1, which is how mixed batches of
 prefill chunks and decode tokens run through this one kernel.
 
 The Triton kernel gives each program a tile of BLOCK_M query rows of one sequence and
-one head, walks that sequence's block table one cache block at a time with an online
-softmax (as the decode kernel does, but for a tile of rows, using matrix products),
-and stops at the last key the tile's last row may see.
+one head, and walks that sequence's keys in tiles of BLOCK_N tokens (gathered through
+the block table, so a tile may span several cache blocks) with an online softmax: two
+matrix products per key tile, ``scores = Q K^T`` and ``acc += P V``, with the running
+maximum and sum rescaled as in the decode kernel. It stops at the last key the tile's
+last row may see, so a causal prompt does about half the work of a full square.
+
+Tile sizes for the H100: 64 x 64 with head_dim 128 keeps the query tile, the
+accumulator and one key and one value tile in registers and shared memory with room
+for the software pipeline (``num_stages``) to prefetch the next key tile while the
+tensor cores work on this one.
 """
 
 from __future__ import annotations
@@ -51,12 +58,15 @@ def prefill_attention_torch(query: torch.Tensor, k_cache: torch.Tensor, v_cache:
     return out
 
 
-@jit
+# Triton compiles a variant per "is 1" / "is a multiple of 16" of an int argument; the
+# block-table width changes every few steps, and one compiled variant serves them all.
+@jit(do_not_specialize=["max_blocks_per_seq"])
 def prefill_attention_kernel(query_ptr, k_cache_ptr, v_cache_ptr, out_ptr, cu_seqlens_q_ptr,
                              context_lens_ptr, block_tables_ptr, scale, max_blocks_per_seq,
                              NUM_HEADS: tl.constexpr, NUM_KV_HEADS: tl.constexpr,
                              HEAD_DIM: tl.constexpr, BLOCK_SIZE: tl.constexpr,
-                             BLOCK_M: tl.constexpr, DOT_PRECISION: tl.constexpr):
+                             BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                             DOT_PRECISION: tl.constexpr):
     tile = tl.program_id(0)
     seq = tl.program_id(1)
     head = tl.program_id(2)
@@ -69,7 +79,6 @@ def prefill_attention_kernel(query_ptr, k_cache_ptr, v_cache_ptr, out_ptr, cu_se
     cached_len = context_len - query_len  # tokens in the cache before this chunk
 
     dims = tl.arange(0, HEAD_DIM)
-    in_block = tl.arange(0, BLOCK_SIZE)
     rows = tile * BLOCK_M + tl.arange(0, BLOCK_M)  # query rows of this tile, within the chunk
     row_valid = rows < query_len
     query_positions = cached_len + rows
@@ -81,12 +90,13 @@ def prefill_attention_kernel(query_ptr, k_cache_ptr, v_cache_ptr, out_ptr, cu_se
     acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
     # Causality: no row of this tile sees past the position of its last row.
     key_end = tl.minimum(context_len, cached_len + (tile + 1) * BLOCK_M)
-    for logical_block in range(0, tl.cdiv(key_end, BLOCK_SIZE)):
-        block = tl.load(block_tables_ptr + seq * max_blocks_per_seq + logical_block).to(tl.int64)
-        key_positions = logical_block * BLOCK_SIZE + in_block
-        cache_rows = (block * BLOCK_SIZE + in_block) * NUM_KV_HEADS + kv_head
+    for key_start in range(0, key_end, BLOCK_N):
+        key_positions = key_start + tl.arange(0, BLOCK_N)
+        key_valid = key_positions < key_end
+        blocks = tl.load(block_tables_ptr + seq * max_blocks_per_seq
+                         + key_positions // BLOCK_SIZE, mask=key_valid, other=0).to(tl.int64)
+        cache_rows = (blocks * BLOCK_SIZE + key_positions % BLOCK_SIZE) * NUM_KV_HEADS + kv_head
         kv_offsets = cache_rows[:, None] * HEAD_DIM + dims[None, :]
-        key_valid = key_positions < context_len
         keys = tl.load(k_cache_ptr + kv_offsets, mask=key_valid[:, None], other=0.0)
         scores = tl.dot(query, tl.trans(keys), input_precision=DOT_PRECISION) * scale
         visible = key_positions[None, :] <= query_positions[:, None]
@@ -118,12 +128,14 @@ def prefill_attention_triton(query: torch.Tensor, k_cache: torch.Tensor, v_cache
     out = torch.empty_like(query)
     block_m = 64 if head_dim <= 128 else 32
     block_m = min(block_m, max(16, triton.next_power_of_2(max_query_len)))
+    block_n = 64 if head_dim <= 128 else 32
     grid = (triton.cdiv(max_query_len, block_m), context_lens.shape[0], num_heads)
     prefill_attention_kernel[grid](
         query, k_cache, v_cache, out, cu_seqlens_q, context_lens, block_tables, scale,
         block_tables.shape[1], NUM_HEADS=num_heads, NUM_KV_HEADS=num_kv_heads, HEAD_DIM=head_dim,
-        BLOCK_SIZE=block_size, BLOCK_M=block_m,
-        DOT_PRECISION="ieee" if query.dtype == torch.float32 else "tf32")
+        BLOCK_SIZE=block_size, BLOCK_M=block_m, BLOCK_N=block_n,
+        DOT_PRECISION="ieee" if query.dtype == torch.float32 else "tf32", num_warps=4,
+        num_stages=3)
     return out
 
 

@@ -30,7 +30,7 @@ def store_kvcache_kernel(key_ptr, value_ptr, k_cache_ptr, v_cache_ptr, slot_mapp
                          ROW: tl.constexpr, ROW_POW2: tl.constexpr):
     # One program per token: copy its row of ROW = kv_heads * head_dim numbers.
     token = tl.program_id(0)
-    slot = tl.load(slot_mapping_ptr + token)
+    slot = tl.load(slot_mapping_ptr + token).to(tl.int64)  # slot * ROW may pass 2**31
     if slot < 0:  # a padding token: nothing to store
         return
     columns = tl.arange(0, ROW_POW2)  # tl.arange needs a power of two; mask the excess

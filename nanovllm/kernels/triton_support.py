@@ -30,9 +30,14 @@ def _load_triton():
 triton, tl = _load_triton()
 
 
-def jit(kernel):
-    """``triton.jit`` where Triton is loaded; otherwise the undecorated function."""
-    return triton.jit(kernel) if triton is not None else kernel
+def jit(kernel=None, **options):
+    """``triton.jit`` where Triton is loaded; otherwise the undecorated function.
+
+    Use as ``@jit`` or with triton.jit's options, e.g. ``@jit(do_not_specialize=[...])``.
+    """
+    if kernel is None:
+        return lambda function: jit(function, **options)
+    return triton.jit(kernel, **options) if triton is not None else kernel
 
 
 def use_triton(tensor: torch.Tensor) -> bool:

@@ -2,7 +2,8 @@
 
 The MLP's first projection produces ``[gate, up]`` side by side (one merged matrix
 product). The output is ``silu(gate) * up``: the gate decides, feature by feature,
-how much of ``up`` passes through.
+how much of ``up`` passes through. Eager PyTorch runs this as two kernels with an
+intermediate in memory; ``torch.compile`` makes it one (see ``engine/torch_compile.py``).
 """
 
 import torch
@@ -10,7 +11,14 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def silu_and_mul(gate_up: torch.Tensor) -> torch.Tensor:
+    gate, up = gate_up.chunk(2, dim=-1)
+    return F.silu(gate) * up
+
+
 class SiluAndMul(nn.Module):
+    # Looked up on the instance, so that torch_compile.py can swap in a compiled version.
+    function = staticmethod(silu_and_mul)
+
     def forward(self, gate_up: torch.Tensor) -> torch.Tensor:
-        gate, up = gate_up.chunk(2, dim=-1)
-        return F.silu(gate) * up
+        return self.function(gate_up)

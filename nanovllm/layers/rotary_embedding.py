@@ -6,13 +6,33 @@ position and k by its own makes their dot product depend only on the *distance*
 between the two tokens, which is what lets a cached key, computed once, stay valid
 for every later query. The cosines and sines of every position are computed once,
 in float32, and looked up by position at run time.
+
+``apply_rotary`` is a plain function (a dozen small kernels in eager PyTorch) that the
+model runner may hand to ``torch.compile`` to fuse (see ``engine/torch_compile.py``).
 """
 
 import torch
 from torch import nn
 
 
+def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x: [tokens, heads, head_dim]; cos, sin: [tokens, 1, head_dim / 2]."""
+    x1, x2 = x.float().chunk(2, dim=-1)
+    rotated = torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
+    return rotated.to(x.dtype)
+
+
+def apply_rotary(positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor,
+                 cos_table: torch.Tensor, sin_table: torch.Tensor):
+    cos = cos_table[positions].unsqueeze(1)
+    sin = sin_table[positions].unsqueeze(1)
+    return rotate(q, cos, sin), rotate(k, cos, sin)
+
+
 class RotaryEmbedding(nn.Module):
+    # Looked up on the instance, so that torch_compile.py can swap in a compiled version.
+    rotate_qk = staticmethod(apply_rotary)
+
     def __init__(self, head_dim: int, max_position: int, theta: float):
         super().__init__()
         exponents = torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim
@@ -22,13 +42,5 @@ class RotaryEmbedding(nn.Module):
         self.register_buffer("cos", angles.cos(), persistent=False)
         self.register_buffer("sin", angles.sin(), persistent=False)
 
-    def rotate(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        """x: [tokens, heads, head_dim]; cos, sin: [tokens, 1, head_dim / 2]."""
-        x1, x2 = x.float().chunk(2, dim=-1)
-        rotated = torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
-        return rotated.to(x.dtype)
-
     def forward(self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor):
-        cos = self.cos[positions].unsqueeze(1)
-        sin = self.sin[positions].unsqueeze(1)
-        return self.rotate(q, cos, sin), self.rotate(k, cos, sin)
+        return self.rotate_qk(positions, q, k, self.cos, self.sin)

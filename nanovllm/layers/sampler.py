@@ -16,6 +16,14 @@ Randomness: a request with a seed gets noise from a generator seeded by (seed, n
 tokens it has generated so far), so its output does not depend on which other requests
 share its batches, or on being preempted and recomputed. Requests without a seed share
 the engine's generator (seeded from ``Config.seed``), reproducible for a given workload.
+
+Speed: the sampler runs every step, over [rows, vocabulary] float32 arrays (256 x
+151,936 x 4 bytes = 156 MB for Qwen3-0.6B), so it never asks the GPU a question whose
+answer the host already knows ("is every row greedy?", "does any row truncate?" would
+each stop the CPU until the GPU catches up): ``SamplingTensors.from_params`` works
+them out from the parameters. Its two heavy pieces, the tempered softmax and the race,
+are plain functions that the model runner may hand to ``torch.compile`` (see
+``engine/torch_compile.py``), which fuses each into one pass over memory.
 """
 
 from dataclasses import dataclass
@@ -34,16 +42,21 @@ class SamplingTensors:
     top_ps: torch.Tensor  # [rows] float in (0, 1]
     seeds: list  # [rows] int or None
     steps: list  # [rows] tokens the request has generated so far
+    # Facts about all rows, known on the host; None means "read them off the tensors".
+    all_greedy: bool | None = None
+    truncates: bool | None = None  # some row has top-k or top-p on
 
     @classmethod
     def from_params(cls, params: list, steps: list[int], device) -> "SamplingTensors":
-        return cls(
-            temperatures=torch.tensor([p.temperature for p in params], dtype=torch.float32,
-                                      device=device),
-            top_ks=torch.tensor([max(p.top_k, 0) for p in params], dtype=torch.long,
-                                device=device),
-            top_ps=torch.tensor([p.top_p for p in params], dtype=torch.float32, device=device),
-            seeds=[p.seed for p in params], steps=list(steps))
+        host = torch.tensor([[p.temperature for p in params], [max(p.top_k, 0) for p in params],
+                             [p.top_p for p in params]], dtype=torch.float32)
+        if torch.device(device).type == "cuda":  # one copy from pinned memory, no wait
+            host = host.pin_memory()
+        values = host.to(device, non_blocking=True)
+        return cls(temperatures=values[0], top_ks=values[1].long(), top_ps=values[2],
+                   seeds=[p.seed for p in params], steps=list(steps),
+                   all_greedy=all(p.temperature == 0 for p in params),
+                   truncates=any(p.top_k > 0 or p.top_p < 1 for p in params))
 
 
 def truncated_probs(logits: torch.Tensor, top_ks: torch.Tensor,
@@ -77,18 +90,37 @@ def exponential_noise(shape: torch.Size, seeds: list, steps: list, device,
     return noise
 
 
+def tempered_softmax(logits: torch.Tensor, temperatures: torch.Tensor) -> torch.Tensor:
+    """softmax(logits / temperature) of each row, in float32."""
+    return (logits.float() / temperatures[:, None]).softmax(dim=-1)
+
+
+def race(probs: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """The exponential race: the token with the largest p / E wins."""
+    return (probs / noise).argmax(dim=-1)
+
+
 class Sampler(nn.Module):
+    # The heavy pieces, looked up on the instance so that torch_compile.py can swap them.
+    tempered_softmax = staticmethod(tempered_softmax)
+    race = staticmethod(race)
+
     def forward(self, logits: torch.Tensor, sampling: SamplingTensors,
                 generator: torch.Generator | None = None) -> torch.Tensor:
         """logits: [rows, vocab] -> sampled token ids: [rows] (int64)."""
-        logits = logits.float()
-        greedy = logits.argmax(dim=-1)
+        greedy = logits.argmax(dim=-1)  # float32 would not change it: the cast is exact
         is_greedy = sampling.temperatures == 0
-        if bool(is_greedy.all()):
+        all_greedy = sampling.all_greedy
+        if all_greedy is None:
+            all_greedy = bool(is_greedy.all())
+        if all_greedy:
             return greedy
         temperatures = torch.where(is_greedy, 1.0, sampling.temperatures)
-        probs = truncated_probs(logits / temperatures[:, None], sampling.top_ks, sampling.top_ps)
+        if sampling.truncates is False:
+            probs = self.tempered_softmax(logits, temperatures)
+        else:
+            probs = truncated_probs(logits.float() / temperatures[:, None], sampling.top_ks,
+                                    sampling.top_ps)
         noise = exponential_noise(probs.shape, sampling.seeds, sampling.steps, logits.device,
                                   generator)
-        sampled = (probs / noise).argmax(dim=-1)
-        return torch.where(is_greedy, greedy, sampled)
+        return torch.where(is_greedy, greedy, self.race(probs, noise))

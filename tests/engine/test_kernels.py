@@ -112,17 +112,29 @@ def test_store_kvcache_kernel_matches_reference(dtype):
 
 @triton_here
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_decode_attention_kernel_matches_reference(dtype):
+@pytest.mark.parametrize("num_splits", [None, 1, 3])  # None: the kernel's own choice
+def test_decode_attention_kernel_matches_reference(dtype, num_splits):
     heads, _, head_dim, block_size, longest = SHAPES
-    context_lens = [1, block_size, block_size + 1, longest, 7, longest // 2]
+    # context 0 is a padding row of a CUDA-graph batch: it must come out as zeros, not NaN
+    context_lens = [1, block_size, block_size + 1, longest, 7, longest // 2, 0]
     k_cache, v_cache, tables, lens = paged_cache(len(context_lens), context_lens, dtype)
     query = torch.randn(len(context_lens), heads, head_dim, device=DEVICE).to(dtype)
     scale = head_dim ** -0.5
     expected = decode_attention.decode_attention_torch(query, k_cache, v_cache, tables, lens, scale)
-    actual = decode_attention.decode_attention_triton(query, k_cache, v_cache, tables, lens, scale)
+    actual = decode_attention.decode_attention_triton(query, k_cache, v_cache, tables, lens, scale,
+                                                      num_splits=num_splits)
     difference = (actual.float() - expected.float()).abs().max().item()
-    print(f"decode {dtype}: max |triton - torch| = {difference:.2e}")
+    print(f"decode {dtype}, splits {num_splits}: max |triton - torch| = {difference:.2e}")
     assert difference <= TOLERANCE[dtype]
+    assert torch.equal(actual[-1], torch.zeros_like(actual[-1]))
+
+
+def test_split_count_fills_the_gpu_and_depends_on_batch_size_only():
+    cpu = torch.device("cpu")  # the interpreter's pretend GPU has 4 multiprocessors
+    assert decode_attention.choose_num_splits(1, 2, cpu) == 4  # 2 programs -> 8 = 2 x 4
+    assert decode_attention.choose_num_splits(3, 2, cpu) == 2
+    assert decode_attention.choose_num_splits(256, 8, cpu) == 1
+    assert decode_attention.choose_num_splits(1, 1, cpu) == 8
 
 
 @triton_here

@@ -1,0 +1,1 @@
+"""The benchmark harness: workloads, the roofline bound, the baseline, records, the suite."""

@@ -1,0 +1,79 @@
+"""torch.compile for the small element-wise pieces: norms, rotary, activation, sampler.
+
+A decode step of a small model is hundreds of tiny kernels. Matrix products and
+attention are a few each, but the glue around them is many: an RMSNorm in eager
+PyTorch is six kernels (cast, square, mean, rsqrt, multiply, multiply), the rotary
+embedding a dozen, and each kernel reads and writes its whole input. A CUDA graph takes
+away the launch cost but not the kernels themselves, each of which still costs a few
+microseconds. ``torch.compile`` traces such a piece and generates one fused Triton
+kernel for it, so the data crosses memory once.
+
+Only the pieces the layers expose as plain functions are compiled (``PIECES``), never
+the whole model: the attention kernels are our own, the matrix products are cuBLAS'
+already, and a small compiled surface keeps start-up short. Each function is compiled
+once per process with ``dynamic=True`` (the number of tokens is a symbol, so one kernel
+serves every batch size) and shared by all the modules that use it.
+
+If the compiler fails (no working toolchain, an unsupported op), the piece falls back to
+eager PyTorch with a warning: compiling is an optimisation, never a requirement. CPU runs
+never compile (``ModelRunner`` only calls this on a GPU, when
+``Config.enable_torch_compile`` is set).
+"""
+
+import functools
+import warnings
+
+import torch
+
+from nanovllm.layers.activation import SiluAndMul
+from nanovllm.layers.layernorm import RMSNorm
+from nanovllm.layers.rotary_embedding import RotaryEmbedding
+from nanovllm.layers.sampler import Sampler
+
+# module class -> names of the static functions its forward looks up on the instance
+PIECES = {
+    RMSNorm: ("norm", "add_norm"),
+    RotaryEmbedding: ("rotate_qk",),
+    SiluAndMul: ("function",),
+    Sampler: ("tempered_softmax", "race"),
+}
+
+
+class CompiledOrEager:
+    """Calls ``torch.compile(function)``; on a compiler error, warns once and runs eagerly."""
+
+    def __init__(self, function):
+        self.function = function
+        self.compiled = torch.compile(function, dynamic=True, fullgraph=True)
+        self.failed = False
+
+    def __call__(self, *args):
+        if not self.failed:
+            try:
+                return self.compiled(*args)
+            except Exception as error:  # torch._dynamo / inductor raise many types
+                self.failed = True
+                warnings.warn(f"torch.compile failed for {self.function.__name__}, running it "
+                              f"eagerly: {type(error).__name__}: {error}", stacklevel=2)
+        return self.function(*args)
+
+
+@functools.cache
+def compiled(function) -> CompiledOrEager:
+    return CompiledOrEager(function)
+
+
+def compile_small_ops(*roots: torch.nn.Module) -> None:
+    """Give every module under ``roots`` the compiled versions of its pieces."""
+    for root in roots:
+        for module in root.modules():
+            for name in PIECES.get(type(module), ()):
+                setattr(module, name, compiled(getattr(type(module), name)))
+
+
+def uncompile_small_ops(*roots: torch.nn.Module) -> None:
+    """Undo ``compile_small_ops``: the class's eager functions show through again."""
+    for root in roots:
+        for module in root.modules():
+            for name in PIECES.get(type(module), ()):
+                module.__dict__.pop(name, None)
