@@ -37,7 +37,8 @@ def prepare_model_inputs(batch, block_size: int, device: torch.device) -> ModelI
     for seq, n, do_sample in zip(batch.seqs, batch.num_new_tokens, batch.do_sample,
                                  strict=True):
         start, end = seq.num_computed_tokens, seq.num_computed_tokens + n
-        input_ids += seq.token_ids[start:end]
+        # A worker's copy of a decoding sequence carries only its last token (Sequence.__getstate__).
+        input_ids += seq.token_ids[start:end] if seq.token_ids is not None else [seq.last_token_id]
         positions += range(start, end)
         table = seq.block_table
         slot_mapping += [table[p // block_size] * block_size + p % block_size
