@@ -11,7 +11,7 @@ talking through gloo. The engine uses it exactly like a ``ModelRunner``. Each st
 Nothing comes back on the pipes during a step: when step 2 returns, every rank has
 taken part in every collective of it. ``last_step_bytes`` is the size of the last
 message; a decode step's sequences pickle without their token lists, so it grows with
-the batch and the block tables, not with the text (about 14 KB for 64 sequences at
+the batch and the block tables, not with the text (16.3 KB for 64 sequences at
 1,000 tokens of context each, with 16-token blocks).
 
 Failures: the ``Watchdog`` trips on a worker that exits or on start-up or a step taking
@@ -143,10 +143,11 @@ class TensorParallelRunner(ModelRunner):
 
     def fail(self, error: BaseException) -> None:
         """Stop everything, then raise: the cause when a worker failed, else ``error`` itself."""
+        self.read_reports()  # a failing worker reports before it exits
         cause = self.watchdog.cause
         if cause is None and not isinstance(error, KeyboardInterrupt):
-            cause = self.dead_workers(wait_s=1.0)  # the watchdog may be a moment behind
-        self.read_reports()
+            # The watchdog may be a moment behind; a worker that reported is about to exit.
+            cause = self.dead_workers(wait_s=5.0 if self.reports else 1.0)
         for process in self.processes.values():
             process.kill()  # mid-step, they cannot stop politely
         if cause is None:  # the driver's own error (or Ctrl-C): pass it on as it is

@@ -18,9 +18,9 @@ down is the driver's call. If the driver disappears, the pipe reports end-of-fil
 the worker exits, so it is never left behind.
 """
 
+import os
 import pickle
 import signal
-import sys
 import traceback
 
 import torch
@@ -56,6 +56,5 @@ def worker_main(rank: int, config, model_config, folder, port: int, conn) -> Non
             conn.send(("error", traceback.format_exc()))
         except OSError:
             pass
-        sys.exit(1)
-    finally:
-        leave_group()
+        os._exit(1)  # at once, no clean-up: the driver learns of the failure when we end
+    leave_group()

@@ -224,3 +224,19 @@ def test_sizes_the_model_cannot_split_are_refused():
                                          r".*allowed sizes are \[1, 2, 4\]"):
         LLM(str(tiny_checkpoint("qwen3")), device="cpu", tensor_parallel_size=3)
     assert not mp.active_children()
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("size", [2, 4])
+def test_greedy_tokens_match_one_gpu_with_nccl_and_cuda_graphs(size):
+    if torch.cuda.device_count() < size:
+        pytest.skip(f"needs {size} CUDA GPUs")
+    folder = str(tiny_checkpoint("qwen3"))
+    settings = dict(device="cuda", dtype="float32", num_kvcache_blocks=64, max_num_seqs=4)
+    with LLM(folder, **settings) as llm:
+        expected = [o.token_ids for o in llm.generate(PROMPTS, GREEDY, use_tqdm=False)]
+    with LLM(folder, tensor_parallel_size=size, **settings) as llm:
+        assert llm.engine.model_runner.graphs is not None
+        outputs = llm.generate(PROMPTS, GREEDY, use_tqdm=False)
+    assert [o.token_ids for o in outputs] == expected
+    assert not mp.active_children()
