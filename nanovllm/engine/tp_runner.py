@@ -159,9 +159,10 @@ class TensorParallelRunner(ModelRunner):
         raise RuntimeError(self.failure) from error
 
     def dead_workers(self, wait_s: float) -> str | None:
-        wait([p.sentinel for p in self.processes.values()], timeout=wait_s)
+        """Which workers have exited, waiting up to ``wait_s`` for the first one to."""
+        ended = wait([p.sentinel for p in self.processes.values()], timeout=wait_s)
         dead = [f"tensor-parallel worker rank {rank} {exit_status(p)}"
-                for rank, p in self.processes.items() if not p.is_alive()]
+                for rank, p in self.processes.items() if p.sentinel in ended]
         return "; ".join(dead) or None
 
     def read_reports(self) -> None:
