@@ -31,6 +31,7 @@ from nanovllm import SamplingParams
 from nanovllm.llm import LLM
 
 GREEDY = SamplingParams(temperature=0.0, max_tokens=32, ignore_eos=True)
+TP_TIMEOUT_S = 30  # a hung run fails within minutes, not the default 20 for start-up
 
 
 def free_memory() -> None:
@@ -83,7 +84,7 @@ def measure(folder: str, size: int, reference: list | None, num_requests: int,
     vocab_size = json.loads((Path(folder) / "config.json").read_text())["vocab_size"]
     record: dict = {"tensor_parallel_size": size}
     with LLM(folder, tensor_parallel_size=size, dtype="float32", enforce_eager=True,
-             num_kvcache_blocks=512, max_num_seqs=8) as llm:
+             num_kvcache_blocks=512, max_num_seqs=8, tp_timeout_s=TP_TIMEOUT_S) as llm:
         outputs = llm.generate(greedy_prompts(vocab_size), GREEDY, use_tqdm=False)
     record["greedy_fp32_tokens"] = [o.token_ids for o in outputs]
     if reference is not None:
@@ -92,7 +93,8 @@ def measure(folder: str, size: int, reference: list | None, num_requests: int,
     free_memory()
 
     started = time.perf_counter()
-    with LLM(folder, tensor_parallel_size=size, max_model_len=4096, max_num_seqs=64) as llm:
+    with LLM(folder, tensor_parallel_size=size, max_model_len=4096, max_num_seqs=64,
+             tp_timeout_s=TP_TIMEOUT_S) as llm:
         record["startup_s"] = round(time.perf_counter() - started, 2)
         record["kv_blocks"] = llm.engine.model_runner.num_blocks
         llm.generate([[1, 2, 3]], SamplingParams(max_tokens=8), use_tqdm=False)  # warm-up
@@ -135,7 +137,8 @@ def main() -> None:
               "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
               "model": "Qwen3-0.6B configuration, random weights (bfloat16 checkpoint)",
               "settings": {"max_model_len": 4096, "max_num_seqs": 64, "dtype": "bfloat16",
-                           "cuda_graphs": True, "seed": 0}}
+                           "cuda_graphs": True, "seed": 0,
+                           "tp_timeout_s": TP_TIMEOUT_S}}
     started, records, reference = time.perf_counter(), [], None
     for size in args.sizes:
         if time.perf_counter() - started > args.budget_s:
