@@ -12,16 +12,21 @@ For each tensor-parallel size N:
    ids, ignore_eos, temperature 0.6, max_model_len 4096, max_num_seqs 64; and one
    request alone (128-token prompt, 256 tokens greedy) for the per-token latency.
 
+Each size runs in a child process limited to --limit-s seconds, so a hang in one size
+is recorded (with the stacks that ``faulthandler`` prints) and the next size still runs.
 Writes OUT_DIR/tp{N}.json per size and prints a table last.
 """
 
 import argparse
 import datetime
+import faulthandler
 import gc
 import json
 import os
 import random
+import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -31,7 +36,12 @@ from nanovllm import SamplingParams
 from nanovllm.llm import LLM
 
 GREEDY = SamplingParams(temperature=0.0, max_tokens=32, ignore_eos=True)
-TP_TIMEOUT_S = 30  # a hung run fails within minutes, not the default 20 for start-up
+TP_TIMEOUT_S = 10  # a hung step fails in 10 s, a hung start-up in 100 s
+STARTED = time.perf_counter()
+
+
+def log(message: str) -> None:
+    print(f"[{time.perf_counter() - STARTED:6.1f} s] {message}", flush=True)
 
 
 def free_memory() -> None:
@@ -83,8 +93,10 @@ def measure(folder: str, size: int, reference: list | None, num_requests: int,
             max_len: int) -> dict:
     vocab_size = json.loads((Path(folder) / "config.json").read_text())["vocab_size"]
     record: dict = {"tensor_parallel_size": size}
+    log(f"TP={size}: float32 engine for the greedy check")
     with LLM(folder, tensor_parallel_size=size, dtype="float32", enforce_eager=True,
              num_kvcache_blocks=512, max_num_seqs=8, tp_timeout_s=TP_TIMEOUT_S) as llm:
+        log(f"TP={size}: greedy decoding")
         outputs = llm.generate(greedy_prompts(vocab_size), GREEDY, use_tqdm=False)
     record["greedy_fp32_tokens"] = [o.token_ids for o in outputs]
     if reference is not None:
@@ -92,6 +104,7 @@ def measure(folder: str, size: int, reference: list | None, num_requests: int,
     del llm, outputs
     free_memory()
 
+    log(f"TP={size}: bfloat16 engine with CUDA graphs")
     started = time.perf_counter()
     with LLM(folder, tensor_parallel_size=size, max_model_len=4096, max_num_seqs=64,
              tp_timeout_s=TP_TIMEOUT_S) as llm:
@@ -99,6 +112,7 @@ def measure(folder: str, size: int, reference: list | None, num_requests: int,
         record["kv_blocks"] = llm.engine.model_runner.num_blocks
         llm.generate([[1, 2, 3]], SamplingParams(max_tokens=8), use_tqdm=False)  # warm-up
         prompts, params = workload_a(vocab_size, num_requests, max_len)
+        log(f"TP={size}: workload")
         synchronize()
         started = time.perf_counter()
         llm.generate(prompts, params, use_tqdm=False)
@@ -122,14 +136,31 @@ def measure(folder: str, size: int, reference: list | None, num_requests: int,
     return record
 
 
+def run_one(args, common: dict) -> None:
+    """One size, in its own process: a hang cannot take the other sizes with it."""
+    faulthandler.dump_traceback_later(max(1.0, args.limit_s - 5))  # where we were, if we overrun
+    out = Path(args.out)
+    reference_file = out / "tp1.json"
+    reference = None
+    if args.one != 1 and reference_file.exists():
+        reference = json.loads(reference_file.read_text()).get("greedy_fp32_tokens")
+    try:
+        record = {**common, **measure(args.model, args.one, reference, args.num_requests,
+                                    args.max_len)}
+    except Exception as error:
+        record = {**common, "tensor_parallel_size": args.one, "error": repr(error)}
+    (out / f"tp{args.one}.json").write_text(json.dumps(record, indent=1) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("model")
     parser.add_argument("out")
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 2, 4])
-    parser.add_argument("--budget-s", type=float, default=250)
+    parser.add_argument("--limit-s", type=float, default=120, help="per size")
     parser.add_argument("--num-requests", type=int, default=64)
     parser.add_argument("--max-len", type=int, default=1024)
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -139,22 +170,28 @@ def main() -> None:
               "settings": {"max_model_len": 4096, "max_num_seqs": 64, "dtype": "bfloat16",
                            "cuda_graphs": True, "seed": 0,
                            "tp_timeout_s": TP_TIMEOUT_S}}
-    started, records, reference = time.perf_counter(), [], None
+    if args.one is not None:
+        return run_one(args, common)
+    records = []
     for size in args.sizes:
-        if time.perf_counter() - started > args.budget_s:
-            print(f"TP={size}: skipped, time budget spent", flush=True)
-            continue
+        log(f"TP={size}: start")
+        child = subprocess.Popen([sys.executable, __file__, args.model, args.out,
+                                  "--one", str(size), "--limit-s", str(args.limit_s),
+                                  "--num-requests", str(args.num_requests),
+                                  "--max-len", str(args.max_len)], start_new_session=True)
         try:
-            record = {**common, **measure(args.model, size, reference, args.num_requests,
-                                        args.max_len)}
-        except Exception as error:  # record the failure and go on to the next size
-            record = {**common, "tensor_parallel_size": size, "error": repr(error)}
-        if size == 1 and "greedy_fp32_tokens" in record:
-            reference = record["greedy_fp32_tokens"]
-        (out / f"tp{size}.json").write_text(json.dumps(record, indent=1) + "\n")
+            child.wait(timeout=args.limit_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(child.pid, signal.SIGKILL)  # the driver and its workers
+            child.wait()
+            (out / f"tp{size}.json").write_text(json.dumps(
+                {**common, "tensor_parallel_size": size,
+                 "error": f"did not finish within {args.limit_s:g} s"}, indent=1) + "\n")
+        path = out / f"tp{size}.json"
+        record = json.loads(path.read_text()) if path.exists() else {
+            "tensor_parallel_size": size, "error": f"exit code {child.returncode}, no record"}
         records.append(record)
-        print(json.dumps({k: v for k, v in record.items() if k != "greedy_fp32_tokens"}),
-              flush=True)
+        log(json.dumps({k: v for k, v in record.items() if k != "greedy_fp32_tokens"}))
     print(f"\n{common['device']} x{common['gpus']}, driver {common['driver']}, "
           f"torch {common['torch']}, triton {common['triton']}")
     print("TP | greedy fp32 = TP1 | wall s | output tok/s | total tok/s | ms/token (1 req)")

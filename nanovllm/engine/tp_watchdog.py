@@ -10,8 +10,12 @@ call would wait for a long time (NCCL: for ever). So a thread of the driver watc
 Either *trips* it: it writes down the cause, kills every worker and aborts the process
 group. Killing the peers makes the driver's pending collective fail straight away, and
 the tensor-parallel runner turns that failure into an error that names the cause.
+Before killing hung workers it has every process print its Python stacks to stderr
+(``faulthandler``; workers on SIGUSR1), so the log shows where each one was stuck.
 """
 
+import faulthandler
+import os
 import signal
 import threading
 import time
@@ -20,6 +24,7 @@ from multiprocessing.connection import wait
 from nanovllm.engine.parallel import abort_group
 
 POLL_S = 0.1  # how often the deadline is checked
+STACK_DUMP_S = 0.5  # time given to hung workers to print their stacks
 
 
 def exit_status(process) -> str:
@@ -73,11 +78,19 @@ class Watchdog(threading.Thread):
             elif self.deadline is not None and time.monotonic() > self.deadline:
                 states = ", ".join(f"rank {rank}: {run_state(p.pid)}"
                                    for rank, p in self.processes.items())
-                self.trip(f"{self.activity} did not finish within tp_timeout_s="
-                          f"{self.timeout_s:g} s; a worker is hung or far too slow "
+                self.dump_stacks()
+                self.trip(f"{self.activity} did not finish within {self.timeout_s:g} s "
+                          f"(see tp_timeout_s); a worker is hung or far too slow "
                           f"(worker states {states}; T means stopped)")
             if self.cause is not None:
                 return
+
+    def dump_stacks(self) -> None:
+        faulthandler.dump_traceback(all_threads=True)  # the driver's own threads
+        for process in self.processes.values():
+            if process.is_alive():
+                os.kill(process.pid, signal.SIGUSR1)
+        time.sleep(STACK_DUMP_S)
 
     def trip(self, cause: str) -> None:
         self.cause = cause

@@ -14,10 +14,12 @@ The control channel is one pipe per worker:
   because something failed.
 
 A worker ignores Ctrl-C (the terminal sends it to every process of the job): shutting
-down is the driver's call. If the driver disappears, the pipe reports end-of-file and
+down is the driver's call. On SIGUSR1 it prints its Python stacks (the driver's watchdog
+asks before killing a hung worker). If the driver disappears, the pipe reports end-of-file and
 the worker exits, so it is never left behind.
 """
 
+import faulthandler
 import os
 import pickle
 import signal
@@ -34,6 +36,7 @@ STOP = pickle.dumps(None)
 def worker_main(rank: int, config, model_config, folder, port: int, conn) -> None:
     """Entry point of worker ``rank``'s process (started by ``tp_runner``)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # the watchdog asks on a hang
     device = torch.device(config.device)  # resolved by the driver: "cpu" or "cuda"
     if device.type == "cpu":
         torch.set_num_threads(1)  # N processes share the cores; one thread each
