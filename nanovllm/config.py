@@ -46,6 +46,7 @@ class Config:
     gpu_memory_utilization: float = 0.9
     cpu_kvcache_gib: float = 0.25
     tensor_parallel_size: int = 1
+    tp_timeout_s: float = 120.0  # longest wait on tensor-parallel workers (start-up or a step)
     enforce_eager: bool = False  # True = no CUDA graphs
     enable_torch_compile: bool = True  # GPU only: fuse norms, rotary, activation, sampler
     dtype: str = "auto"
@@ -72,6 +73,8 @@ class Config:
                         "True or False")
         check_field(is_real(self.gpu_memory_utilization) and 0 < self.gpu_memory_utilization <= 1,
                     "gpu_memory_utilization", self.gpu_memory_utilization, "a number in (0, 1]")
+        check_field(is_real(self.tp_timeout_s) and self.tp_timeout_s > 0, "tp_timeout_s",
+                    self.tp_timeout_s, "a number of seconds > 0")
         check_field(is_real(self.cpu_kvcache_gib) and self.cpu_kvcache_gib > 0,
                     "cpu_kvcache_gib", self.cpu_kvcache_gib, "a number > 0 (GiB)")
         check_field(self.dtype in ("auto", "float32", "float16", "bfloat16"), "dtype",

@@ -50,10 +50,24 @@ class RunStats:
 
 
 class LLM:
+    """An engine for one model. With ``tensor_parallel_size=N > 1`` it starts N-1 worker
+    processes (spawned, so a script that makes one needs an ``if __name__ == "__main__":``
+    guard); ``close()`` or a ``with`` block stops them, and so does the end of the program.
+    """
+
     def __init__(self, model: str = "", **config):
         self.engine = LLMEngine(model, **config)
         self.tokenizer = self.engine.tokenizer
         self.last_run = RunStats()
+
+    def close(self) -> None:
+        self.engine.close()
+
+    def __enter__(self) -> "LLM":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
 
     def _submit(self, prompts, sampling_params) -> tuple[list[RequestOutput], dict]:
         """Submit every prompt; return the outputs (errors filled in) and

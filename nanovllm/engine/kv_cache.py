@@ -23,7 +23,7 @@ from nanovllm.models.model_config import ModelConfig
 def block_bytes(model_config: ModelConfig, block_size: int, dtype: torch.dtype,
                 tp_size: int = 1) -> int:
     """Bytes of keys and values that one block holds, over all layers."""
-    kv_heads = model_config.num_key_value_heads // tp_size
+    kv_heads = max(1, model_config.num_key_value_heads // tp_size)  # one GPU's, maybe replicated
     per_token = 2 * model_config.num_hidden_layers * kv_heads * model_config.head_dim
     return per_token * block_size * dtype.itemsize
 
@@ -41,7 +41,7 @@ def choose_num_blocks(config, model_config: ModelConfig, dtype: torch.dtype,
     if config.num_kvcache_blocks > 0:
         return config.num_kvcache_blocks
     budget = kv_cache_budget_bytes(config, device, activation_bytes)
-    one_block = block_bytes(model_config, config.block_size, dtype)
+    one_block = block_bytes(model_config, config.block_size, dtype, config.tensor_parallel_size)
     num_blocks = budget // one_block
     if num_blocks < 1:
         knob = "gpu_memory_utilization" if device.type == "cuda" else "cpu_kvcache_gib"

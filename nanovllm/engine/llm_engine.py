@@ -18,6 +18,7 @@ from nanovllm.config import Config
 from nanovllm.engine.model_runner import ModelRunner
 from nanovllm.engine.scheduler import Scheduler
 from nanovllm.engine.sequence import Sequence
+from nanovllm.engine.tp_runner import TensorParallelRunner
 from nanovllm.engine.trace import TraceRecorder
 from nanovllm.models.model_config import ModelConfig
 from nanovllm.sampling_params import SamplingParams
@@ -54,7 +55,8 @@ class LLMEngine:
         self.tokenizer = Tokenizer(folder)
         config = dataclasses.replace(config, max_model_len=min(
             config.max_model_len, self.model_config.max_position_embeddings))
-        self.model_runner = ModelRunner(config, self.model_config, folder)
+        runner_class = TensorParallelRunner if config.tensor_parallel_size > 1 else ModelRunner
+        self.model_runner = runner_class(config, self.model_config, folder)
         self.config = dataclasses.replace(config,
                                           num_kvcache_blocks=self.model_runner.num_blocks)
         self.eos_token_id = self.find_eos_token_id()
@@ -118,3 +120,7 @@ class LLMEngine:
 
     def is_finished(self) -> bool:
         return self.scheduler.is_finished()
+
+    def close(self) -> None:
+        """Release the model runner's processes (tensor parallelism); a no-op otherwise."""
+        self.model_runner.close()

@@ -59,10 +59,10 @@ def prepare_model_inputs(batch, block_size: int, device: torch.device) -> ModelI
     starts = np.array([seq.num_computed_tokens for seq in seqs], dtype=np.int64)
     cu_seqlens_q = np.concatenate(([0], np.cumsum(counts)))
     num_tokens = int(cu_seqlens_q[-1])
+    # A worker's copy of a decoding sequence carries only its last token (Sequence.__getstate__).
     input_ids = np.fromiter(chain.from_iterable(
-        seq.token_ids[start:start + n] for seq, start, n in zip(seqs, starts.tolist(),
-                                                                batch.num_new_tokens,
-                                                                strict=True)),
+        seq.token_ids[start:start + n] if seq.token_ids is not None else (seq.last_token_id,)
+        for seq, start, n in zip(seqs, starts.tolist(), batch.num_new_tokens, strict=True)),
         dtype=np.int64, count=num_tokens)
     # Token t belongs to sequence seq_of_token[t]; its position counts on from that start.
     seq_of_token = np.repeat(np.arange(len(seqs)), counts)

@@ -9,6 +9,10 @@ Set-up decides where and how the model runs (``device``: CUDA when present;
 ``dtype``: the checkpoint's on a GPU, float32 on a CPU), loads the weights, measures
 the largest step's activation memory with a warm-up step (GPU), sizes the KV cache
 from what is left, and captures CUDA graphs for decode steps unless ``enforce_eager``.
+
+With tensor parallelism every process runs one ``ModelRunner`` holding its ``rank``'s
+shard, and every rank runs every step; only rank 0 (the driver) gets logits and
+samples. See ``tp_runner.py`` for how the driver keeps the others in step.
 """
 
 import contextlib
@@ -20,7 +24,9 @@ import torch
 from nanovllm.engine.cuda_graph import DecodeGraphs
 from nanovllm.engine.kv_cache import allocate_kv_cache, choose_num_blocks
 from nanovllm.engine.model_inputs import ModelInputs, prepare_model_inputs
+from nanovllm.engine.parallel import fewest_across_group
 from nanovllm.engine.torch_compile import compile_small_ops
+from nanovllm.layers.linear import building_shard
 from nanovllm.layers.sampler import Sampler, SamplingTensors
 from nanovllm.models.model_config import ModelConfig
 from nanovllm.models.qwen3 import Qwen3ForCausalLM
@@ -56,17 +62,19 @@ def default_dtype(dtype: torch.dtype):
 
 
 class ModelRunner:
-    def __init__(self, config, model_config: ModelConfig, folder):
+    def __init__(self, config, model_config: ModelConfig, folder, rank: int = 0):
         self.config = config
+        self.rank = rank
         self.block_size = config.block_size
         self.device = resolve_device(config.device)
         if self.device.type == "cuda" and config.block_size < 16:
             raise ValueError(f"block_size={config.block_size} is invalid on a GPU: the Triton "
                              f"attention kernels need block_size >= 16")
         self.dtype = resolve_dtype(config.dtype, model_config, self.device)
-        with default_dtype(self.dtype), torch.device(self.device):
+        with (default_dtype(self.dtype), torch.device(self.device),
+              building_shard(rank, config.tensor_parallel_size)):
             self.model = Qwen3ForCausalLM(model_config)
-        load_model(self.model, folder)
+        self.bytes_loaded = load_model(self.model, folder)
         self.model.eval()
         self.sampler = Sampler()
         if self.device.type == "cuda" and config.enable_torch_compile:
@@ -77,6 +85,8 @@ class ModelRunner:
             self.activation_bytes = self.measure_activation_bytes()
         self.num_blocks = choose_num_blocks(config, model_config, self.dtype, self.device,
                                             self.activation_bytes)
+        if config.tensor_parallel_size > 1:  # one block table indexes every rank's cache
+            self.num_blocks = fewest_across_group(self.num_blocks, self.device)
         self.kv_cache = allocate_kv_cache(self.model, model_config, self.num_blocks,
                                           self.block_size, self.dtype, self.device)
         self.graphs = None
@@ -86,6 +96,9 @@ class ModelRunner:
             except RuntimeError as error:  # an unusual driver or allocator setting
                 warnings.warn(f"CUDA graph capture failed, running eagerly: {error}",
                               stacklevel=2)
+
+    def close(self) -> None:
+        """Nothing to release with one GPU; a tensor-parallel runner stops its workers."""
 
     @torch.inference_mode()
     def forward(self, inputs: ModelInputs) -> torch.Tensor:
@@ -108,6 +121,8 @@ class ModelRunner:
         if len(sampled) < hidden.shape[0]:  # a decode-only step samples every row
             hidden = hidden[inputs.sample_rows]
         logits = self.model.compute_logits(hidden)
+        if logits is None:  # a tensor-parallel worker: rank 0 has the logits and samples
+            return []
         sampling = SamplingTensors.from_params(
             [seq.sampling_params for seq in sampled],
             steps=[seq.num_completion_tokens for seq in sampled], device=self.device)
@@ -142,7 +157,8 @@ class ModelRunner:
         logits = self.model.compute_logits(hidden[rows])
         ones = torch.ones(config.max_num_seqs, device=device)
         everyone = SamplingTensors(ones, ones.long(), ones * 0.9, [None] * len(ones), [0] * len(ones))
-        self.sampler(logits, everyone, self.generator)
+        if logits is not None:  # rank 0 only under tensor parallelism
+            self.sampler(logits, everyone, self.generator)
         torch.cuda.synchronize(device)
         peak = torch.cuda.max_memory_allocated(device) - baseline
         del scratch, hidden, logits

@@ -1,9 +1,11 @@
 """Token embedding in, vocabulary logits out; both may be split by vocabulary across GPUs.
 
-With tensor parallelism each GPU keeps a contiguous slice of the vocabulary's rows.
+With tensor parallelism each GPU keeps a contiguous slice of the vocabulary's rows
+(the last slice padded with zero rows when the vocabulary does not divide evenly).
 Embedding: each GPU looks up the tokens that fall in its slice, writes zeros for the
 rest, and an all-reduce assembles the full vectors. LM head: each GPU scores its slice
-of the vocabulary and the slices are gathered into full logits.
+of the vocabulary and the slices are *gathered* on GPU 0, the only one that samples;
+the other GPUs get ``None``.
 
 The LM head is the largest matrix product of a decode step (vocabulary x hidden), so
 it is applied only to the rows that will be sampled: for a prompt of 1,000 tokens
@@ -28,11 +30,12 @@ class VocabParallelEmbedding(nn.Module):
         self.weight = nn.Parameter(torch.empty(self.rows_per_rank, hidden_size))
         self.weight.weight_loader = self.weight_loader
 
-    def weight_loader(self, param: nn.Parameter, loaded: torch.Tensor, shard_id=None) -> None:
+    def weight_loader(self, param: nn.Parameter, loaded, shard_id=None) -> None:
         check_shape(torch.Size((self.vocab_size, self.hidden_size)), loaded)
-        rows = loaded[self.first_row:self.first_row + self.rows_per_rank]
+        end = min(self.first_row + self.rows_per_rank, self.vocab_size)
         param.data.zero_()
-        param.data[:rows.shape[0]].copy_(rows)
+        if end > self.first_row:
+            param.data[:end - self.first_row].copy_(loaded[self.first_row:end])
 
     def forward(self, token_ids: torch.Tensor) -> torch.Tensor:
         if self.tp_size == 1:
@@ -46,11 +49,15 @@ class VocabParallelEmbedding(nn.Module):
 
 
 class ParallelLMHead(VocabParallelEmbedding):
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        """hidden: [rows, hidden_size] (only the rows to sample) -> [rows, vocab_size]."""
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor | None:
+        """hidden: [rows, hidden_size] (only the rows to sample) -> [rows, vocab_size] on
+        GPU 0, None on the others."""
         logits = F.linear(hidden, self.weight)
         if self.tp_size > 1:
-            slices = [torch.empty_like(logits) for _ in range(self.tp_size)]
-            dist.all_gather(slices, logits)
+            on_gpu0 = self.tp_rank == 0
+            slices = [torch.empty_like(logits) for _ in range(self.tp_size)] if on_gpu0 else None
+            dist.gather(logits, slices, dst=0)
+            if not on_gpu0:
+                return None
             logits = torch.cat(slices, dim=-1)
         return logits[:, :self.vocab_size]

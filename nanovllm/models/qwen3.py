@@ -32,9 +32,10 @@ class Qwen3Attention(nn.Module):
         self.qkv_proj = QKVParallelLinear(config.hidden_size, config.head_dim,
                                           config.num_attention_heads,
                                           config.num_key_value_heads, bias=config.qkv_bias)
-        tp_size = self.qkv_proj.tp_size
-        self.num_heads = config.num_attention_heads // tp_size
-        self.num_kv_heads = config.num_key_value_heads // tp_size
+        # This GPU's heads (all of them without tensor parallelism); KV heads may be
+        # replicated rather than split, see QKVParallelLinear.
+        self.num_heads = config.num_attention_heads // self.qkv_proj.tp_size
+        self.num_kv_heads = self.qkv_proj.num_local_kv_heads
         self.head_dim = config.head_dim
         self.o_proj = RowParallelLinear(config.num_attention_heads * config.head_dim,
                                         config.hidden_size)

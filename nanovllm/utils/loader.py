@@ -9,18 +9,38 @@ into the right rows (and, with tensor parallelism, keeps only this GPU's share).
 Loading is strict, because a silently half-loaded model produces fluent nonsense: an
 unknown tensor, a shape mismatch, or a parameter no file provides is an error that
 names the file and what was expected. Nothing here touches the network.
+
+Weight loaders get a ``CheckpointTensor``: the tensor's shape, not yet its values. They
+index it for the part their GPU keeps, and only that part is read from the file. So
+with tensor parallelism each GPU reads its own share and never holds a whole matrix
+it does not need; ``load_model`` returns the bytes it read, which tests check.
 """
 
 from pathlib import Path
 
+import torch
 from safetensors import safe_open
 from torch import nn
+
+
+class CheckpointTensor:
+    """A tensor in a safetensors file, read only where it is indexed (``t[a:b]``, ``t[:, a:b]``)."""
+
+    def __init__(self, file_slice):
+        self.file_slice = file_slice
+        self.shape = torch.Size(file_slice.get_shape())
+        self.bytes_read = 0
+
+    def __getitem__(self, index) -> torch.Tensor:
+        part = self.file_slice[index]
+        self.bytes_read += part.numel() * part.element_size()
+        return part
 
 
 def default_weight_loader(param: nn.Parameter, loaded, shard_id=None) -> None:
     if tuple(param.shape) != tuple(loaded.shape):
         raise ValueError(f"expected shape {tuple(param.shape)}, got {tuple(loaded.shape)}")
-    param.data.copy_(loaded)
+    param.data.copy_(loaded[:])
 
 
 def checkpoint_files(folder: str | Path) -> list[Path]:
@@ -56,12 +76,14 @@ def expected_names(params: dict, mapping: dict) -> list[str]:
     return names
 
 
-def load_model(model: nn.Module, folder: str | Path) -> None:
+def load_model(model: nn.Module, folder: str | Path) -> int:
+    """Fill every parameter from the folder's weight files; returns the bytes read."""
     files = checkpoint_files(folder)
     params = dict(model.named_parameters())  # a tied weight appears once, under its first name
     mapping = getattr(model, "packed_modules_mapping", {})
     tied = getattr(model.config, "tie_word_embeddings", False)
     loaded_names: set[str] = set()
+    bytes_read = 0
     for path in files:
         with safe_open(str(path), framework="pt") as file:
             for name in file.keys():
@@ -75,12 +97,15 @@ def load_model(model: nn.Module, folder: str | Path) -> None:
                                      f"({model.config.architecture}) has no such weight")
                 param = params[target]
                 loader = getattr(param, "weight_loader", default_weight_loader)
+                tensor = CheckpointTensor(file.get_slice(name))
                 try:
-                    loader(param, file.get_tensor(name), shard_id)
+                    loader(param, tensor, shard_id)
                 except ValueError as error:
                     raise ValueError(f"{path}: tensor {name!r}: {error}") from None
+                bytes_read += tensor.bytes_read
                 loaded_names.add(name)
     missing = [name for name in expected_names(params, mapping) if name not in loaded_names]
     if missing:
         raise ValueError(f"{folder}: the checkpoint lacks {len(missing)} expected tensor(s), "
                          f"e.g. {missing[:3]}")
+    return bytes_read

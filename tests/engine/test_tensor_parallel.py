@@ -1,0 +1,242 @@
+"""Tensor parallelism on CPU (gloo): same logits and tokens as one process, clean failures.
+
+* The layers: ranks spawned here each build their shard of the tiny random model, read
+  only their share of the checkpoint, and compute one packed prefill; rank 0's gathered
+  logits equal the unsplit model's to float32 rounding (TP=2, and TP=4, where the 2 KV
+  heads are replicated, not split).
+* The engine: ``LLM(tensor_parallel_size=N)`` decodes the same greedy tokens as N=1.
+* Failures: a killed worker, or a stopped (hung) one, makes generation fail with an
+  error naming the rank and the cause; Ctrl-C stops the workers; no process is left.
+"""
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from nanovllm.config import Config
+from nanovllm.engine.model_inputs import prepare_model_inputs
+from nanovllm.engine.model_runner import ModelRunner
+from nanovllm.engine.parallel import free_port, join_group, leave_group
+from nanovllm.layers.linear import QKVParallelLinear, building_shard
+from nanovllm.llm import LLM
+from nanovllm.models.model_config import ModelConfig
+from nanovllm.sampling_params import SamplingParams
+from tests.engine.model_fixtures import tiny_checkpoint
+
+REPO = Path(__file__).parents[2]
+GREEDY = SamplingParams(temperature=0.0, max_tokens=12, ignore_eos=True)
+
+
+def prompts(lengths, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randint(0, 320, (n,), generator=generator).tolist() for n in lengths]
+
+
+PROMPTS = prompts([1, 7, 16, 17, 40])
+
+
+def child_pids() -> set[int]:
+    """Live (not zombie) processes whose parent is this one."""
+    children = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == os.getpid() and fields[0] != "Z":
+                children.add(int(entry.name))
+    return children
+
+
+def worker_pids(llm) -> list[int]:
+    return [p.pid for p in llm.engine.model_runner.processes.values()]
+
+
+def assert_gone(pids) -> None:
+    assert not mp.active_children()
+    assert not set(pids) & child_pids()
+    assert not [pid for pid in pids if Path(f"/proc/{pid}").exists()]
+
+
+def packed_logits(runner, token_lists):
+    """Logits of every position of every prompt, as one packed prefill step."""
+    seqs, next_block = [], 0
+    for tokens in token_lists:
+        count = -(-len(tokens) // runner.block_size)
+        seqs.append(SimpleNamespace(token_ids=tokens, num_computed_tokens=0,
+                                    block_table=list(range(next_block, next_block + count))))
+        next_block += count
+    batch = SimpleNamespace(seqs=seqs, num_new_tokens=[len(t) for t in token_lists],
+                            do_sample=[True] * len(seqs))
+    with torch.inference_mode():
+        inputs = prepare_model_inputs(batch, runner.block_size, runner.device)
+        return runner.model.compute_logits(runner.forward(inputs))
+
+
+def run_shard(rank, size, port, folder, results):
+    """One rank of the layer test (runs in a spawned process)."""
+    torch.set_num_threads(1)
+    config = Config(model=str(folder), device="cpu", dtype="float32", num_kvcache_blocks=64,
+                    tensor_parallel_size=size)
+    join_group(rank, size, port, torch.device("cpu"), timeout_s=120)
+    try:
+        runner = ModelRunner(config, ModelConfig.from_folder(folder), folder, rank)
+        logits = packed_logits(runner, PROMPTS)
+        param_bytes = sum(p.numel() * p.element_size() for p in runner.model.parameters())
+        results.put((rank, runner.bytes_loaded, param_bytes,
+                     None if logits is None else logits.numpy()))
+    finally:
+        leave_group()
+
+
+def test_fewer_kv_heads_than_gpus_replicates_them():
+    """2 KV heads on 4 GPUs: GPUs 0-1 keep KV head 0, GPUs 2-3 KV head 1; query heads split."""
+    hidden, head_dim, heads, kv_heads = 8, 2, 4, 2
+    q = torch.arange(heads * head_dim * hidden, dtype=torch.float32).view(-1, hidden)
+    k, v = 1000 + q[:kv_heads * head_dim], 2000 + q[:kv_heads * head_dim]
+    for rank in range(4):
+        with building_shard(rank, 4):
+            layer = QKVParallelLinear(hidden, head_dim, heads, kv_heads)
+        for name, full in zip("qkv", (q, k, v), strict=True):
+            layer.weight.weight_loader(layer.weight, full, name)
+        kv_head = rank // 2
+        assert layer.num_local_kv_heads == 1
+        torch.testing.assert_close(layer.weight, torch.cat([
+            q[rank * head_dim:(rank + 1) * head_dim],
+            k[kv_head * head_dim:(kv_head + 1) * head_dim],
+            v[kv_head * head_dim:(kv_head + 1) * head_dim]]), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("size", [2, 4])
+def test_shards_read_only_their_part_and_give_the_same_logits(size):
+    folder = tiny_checkpoint("qwen3")
+    config = Config(model=str(folder), device="cpu", dtype="float32", num_kvcache_blocks=64)
+    whole = ModelRunner(config, ModelConfig.from_folder(folder), folder)
+    expected = packed_logits(whole, PROMPTS)
+    spawn, port = mp.get_context("spawn"), free_port()
+    results = spawn.Queue()
+    ranks = [spawn.Process(target=run_shard, args=(rank, size, port, folder, results))
+             for rank in range(size)]
+    for process in ranks:
+        process.start()
+    by_rank = {rank: rest for rank, *rest in (results.get(timeout=120) for _ in ranks)}
+    for process in ranks:
+        process.join()
+    assert [p.exitcode for p in ranks] == [0] * size
+    for rank, (bytes_read, param_bytes, logits) in by_rank.items():
+        # each rank reads exactly its own parameters' bytes, far less than the checkpoint
+        assert bytes_read == param_bytes < whole.bytes_loaded * 0.6
+        assert (logits is None) == (rank != 0)
+    torch.testing.assert_close(torch.from_numpy(by_rank[0][2]), expected, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("size", [2, 4])
+def test_greedy_tokens_match_one_process_and_close_leaves_no_process(size):
+    folder = str(tiny_checkpoint("qwen3"))
+    settings = dict(device="cpu", dtype="float32", num_kvcache_blocks=64, max_num_seqs=4)
+    expected = [o.token_ids for o in LLM(folder, **settings).generate(PROMPTS, GREEDY,
+                                                                      use_tqdm=False)]
+    with LLM(folder, tensor_parallel_size=size, **settings) as llm:
+        pids = worker_pids(llm)
+        assert len(pids) == size - 1 and set(pids) <= child_pids()
+        outputs = llm.generate(PROMPTS, GREEDY, use_tqdm=False)
+        assert [o.token_ids for o in outputs] == expected
+    assert_gone(pids)
+    with pytest.raises(RuntimeError, match="the engine was closed"):
+        llm.generate(PROMPTS, GREEDY, use_tqdm=False)
+
+
+def test_killed_worker_fails_generation_with_its_rank_and_cause():
+    llm = LLM(str(tiny_checkpoint("qwen3")), device="cpu", dtype="float32",
+              num_kvcache_blocks=64, tensor_parallel_size=2)
+    pids = worker_pids(llm)
+    events = llm.stream(PROMPTS, GREEDY)
+    for _ in range(3):
+        next(events)
+    os.kill(pids[0], signal.SIGKILL)
+    with pytest.raises(RuntimeError, match="worker rank 1 was killed by SIGKILL"):
+        list(events)
+    assert_gone(pids)
+    with pytest.raises(RuntimeError, match="cannot run any more"):
+        llm.engine.model_runner.run(None)
+
+
+def test_a_worker_error_comes_back_with_its_traceback():
+    llm = LLM(str(tiny_checkpoint("qwen3")), device="cpu", dtype="float32",
+              num_kvcache_blocks=64, tensor_parallel_size=2)
+    pids = worker_pids(llm)
+    llm.engine.model_runner.conns[1].send_bytes(pickle.dumps("not a batch"))  # worker fails
+    with pytest.raises(RuntimeError, match=r"(?s)worker rank 1 exited with code 1\n"
+                                           r"--- rank 1 reported ---\nTraceback.*AttributeError"):
+        llm.generate(PROMPTS, GREEDY, use_tqdm=False)
+    assert_gone(pids)
+
+
+def test_hung_worker_fails_generation_after_the_timeout():
+    llm = LLM(str(tiny_checkpoint("qwen3")), device="cpu", dtype="float32",
+              num_kvcache_blocks=64, tensor_parallel_size=2, tp_timeout_s=2)
+    pids = worker_pids(llm)
+    os.kill(pids[0], signal.SIGSTOP)  # alive, but never answers again
+    with pytest.raises(RuntimeError, match=r"a step did not finish within 2 s \(see tp_timeout_s\); "
+                                           r"a worker is hung .*rank 1: T"):
+        llm.generate(PROMPTS, GREEDY, use_tqdm=False)
+    assert_gone(pids)
+
+
+def test_ctrl_c_stops_the_workers(tmp_path):
+    script = tmp_path / "interrupted.py"
+    script.write_text(textwrap.dedent(f"""
+        from nanovllm import LLM, SamplingParams
+
+        if __name__ == "__main__":
+            llm = LLM({str(tiny_checkpoint("qwen3"))!r}, device="cpu", tensor_parallel_size=2,
+                      num_kvcache_blocks=64, max_model_len=1024)
+            pids = [p.pid for p in llm.engine.model_runner.processes.values()]
+            params = SamplingParams(temperature=0.0, max_tokens=1000, ignore_eos=True)
+            for i, _ in enumerate(llm.stream([[1, 2, 3]], params)):
+                if i == 3:
+                    print("workers", *pids, flush=True)
+    """))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}  # this checkout's nanovllm
+    driver = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, start_new_session=True)
+    line = driver.stdout.readline()
+    assert line.startswith("workers"), driver.communicate()
+    pids = [int(pid) for pid in line.split()[1:]]
+    os.killpg(driver.pid, signal.SIGINT)  # what a terminal does: the whole process group
+    _, stderr = driver.communicate(timeout=60)
+    assert driver.returncode != 0 and "KeyboardInterrupt" in stderr
+    assert not [pid for pid in pids if Path(f"/proc/{pid}").exists()]
+
+
+def test_sizes_the_model_cannot_split_are_refused():
+    with pytest.raises(ValueError, match=r"tensor_parallel_size=3 is invalid for this model "
+                                         r".*allowed sizes are \[1, 2, 4\]"):
+        LLM(str(tiny_checkpoint("qwen3")), device="cpu", tensor_parallel_size=3)
+    assert not mp.active_children()
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("size", [2, 4])
+def test_greedy_tokens_match_one_gpu_with_nccl_and_cuda_graphs(size):
+    if torch.cuda.device_count() < size:
+        pytest.skip(f"needs {size} CUDA GPUs")
+    folder = str(tiny_checkpoint("qwen3"))
+    settings = dict(device="cuda", dtype="float32", num_kvcache_blocks=64, max_num_seqs=4)
+    with LLM(folder, **settings) as llm:
+        expected = [o.token_ids for o in llm.generate(PROMPTS, GREEDY, use_tqdm=False)]
+    with LLM(folder, tensor_parallel_size=size, **settings) as llm:
+        assert llm.engine.model_runner.graphs is not None
+        outputs = llm.generate(PROMPTS, GREEDY, use_tqdm=False)
+    assert [o.token_ids for o in outputs] == expected
+    assert not mp.active_children()
