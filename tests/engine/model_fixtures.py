@@ -8,9 +8,11 @@ greedy outputs test the engine rather than float rounding on near ties.
 import functools
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
+from nanovllm.engine.model_inputs import prepare_model_inputs
 from nanovllm.utils.random_checkpoint import PRESETS, write_random_checkpoint
 
 # Models this small gain nothing from intra-op threads, and idle OpenMP threads spinning
@@ -36,3 +38,18 @@ def tiny_checkpoint(variant: str = "qwen3", dtype: str = "float32") -> Path:
     # small shards, so that every test also loads a multi-file checkpoint
     return write_random_checkpoint(folder, config, dtype=dtype, seed=0, std=0.1,
                                    max_shard_bytes=200_000)
+
+
+def packed_logits(runner, token_lists):
+    """Logits of every position of every prompt, as one packed prefill step."""
+    seqs, next_block = [], 0
+    for tokens in token_lists:
+        count = -(-len(tokens) // runner.block_size)
+        seqs.append(SimpleNamespace(token_ids=tokens, num_computed_tokens=0,
+                                    block_table=list(range(next_block, next_block + count))))
+        next_block += count
+    batch = SimpleNamespace(seqs=seqs, num_new_tokens=[len(t) for t in token_lists],
+                            do_sample=[True] * len(seqs))
+    with torch.inference_mode():
+        inputs = prepare_model_inputs(batch, runner.block_size, runner.device)
+        return runner.model.compute_logits(runner.forward(inputs))

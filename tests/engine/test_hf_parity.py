@@ -10,18 +10,16 @@ transformers' own bfloat16 forward differs by, plus 0.02.
 """
 
 import os
-from types import SimpleNamespace
 
 import pytest
 import torch
 
 from nanovllm.config import Config
-from nanovllm.engine.model_inputs import prepare_model_inputs
 from nanovllm.engine.model_runner import ModelRunner
 from nanovllm.llm import LLM
 from nanovllm.models.model_config import ModelConfig
 from nanovllm.sampling_params import SamplingParams
-from tests.engine.model_fixtures import tiny_checkpoint
+from tests.engine.model_fixtures import packed_logits, tiny_checkpoint
 
 transformers = pytest.importorskip("transformers")
 
@@ -38,17 +36,7 @@ def engine_logits(folder, token_lists, device="cpu", dtype="float32"):
     config = Config(model=str(folder), device=device, dtype=dtype, num_kvcache_blocks=64,
                     enforce_eager=True)
     runner = ModelRunner(config, ModelConfig.from_folder(folder), folder)
-    seqs, next_block = [], 0
-    for tokens in token_lists:
-        count = -(-len(tokens) // config.block_size)
-        seqs.append(SimpleNamespace(token_ids=tokens, num_computed_tokens=0,
-                                    block_table=list(range(next_block, next_block + count))))
-        next_block += count
-    batch = SimpleNamespace(seqs=seqs, num_new_tokens=[len(t) for t in token_lists],
-                            do_sample=[True] * len(seqs))
-    with torch.inference_mode():
-        inputs = prepare_model_inputs(batch, config.block_size, runner.device)
-        logits = runner.model.compute_logits(runner.forward(inputs)).float().cpu()
+    logits = packed_logits(runner, token_lists).float().cpu()
     return logits.split([len(t) for t in token_lists])
 
 

@@ -16,21 +16,19 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
 import torch.multiprocessing as mp
 
 from nanovllm.config import Config
-from nanovllm.engine.model_inputs import prepare_model_inputs
 from nanovllm.engine.model_runner import ModelRunner
 from nanovllm.engine.parallel import free_port, join_group, leave_group
 from nanovllm.layers.linear import QKVParallelLinear, building_shard
 from nanovllm.llm import LLM
 from nanovllm.models.model_config import ModelConfig
 from nanovllm.sampling_params import SamplingParams
-from tests.engine.model_fixtures import tiny_checkpoint
+from tests.engine.model_fixtures import packed_logits, tiny_checkpoint
 
 REPO = Path(__file__).parents[2]
 GREEDY = SamplingParams(temperature=0.0, max_tokens=12, ignore_eos=True)
@@ -66,21 +64,6 @@ def assert_gone(pids) -> None:
     assert not mp.active_children()
     assert not set(pids) & child_pids()
     assert not [pid for pid in pids if Path(f"/proc/{pid}").exists()]
-
-
-def packed_logits(runner, token_lists):
-    """Logits of every position of every prompt, as one packed prefill step."""
-    seqs, next_block = [], 0
-    for tokens in token_lists:
-        count = -(-len(tokens) // runner.block_size)
-        seqs.append(SimpleNamespace(token_ids=tokens, num_computed_tokens=0,
-                                    block_table=list(range(next_block, next_block + count))))
-        next_block += count
-    batch = SimpleNamespace(seqs=seqs, num_new_tokens=[len(t) for t in token_lists],
-                            do_sample=[True] * len(seqs))
-    with torch.inference_mode():
-        inputs = prepare_model_inputs(batch, runner.block_size, runner.device)
-        return runner.model.compute_logits(runner.forward(inputs))
 
 
 def run_shard(rank, size, port, folder, results):
