@@ -11,6 +11,7 @@ Step times are measured separately, without the profiler, whose own overhead wou
 inflate them.
 """
 
+import json
 import time
 from pathlib import Path
 
@@ -65,4 +66,112 @@ def profile_steps(engine: LLMEngine, out_dir: str | Path, batch_size: int = 256,
         (time.perf_counter() - start) / timed_steps * 1e3)
     summary[f"decode_bs{batch_size}"]["context_len_after"] = seqs[0].num_tokens
     use_scheduler(engine)  # drop the unfinished requests
+    return summary
+
+
+# Kernel name fragment -> what it is, first match wins (names as the profiler shows them).
+KERNEL_KINDS = [
+    ("decode_attention", "attention: decode"), ("combine_splits", "attention: decode"),
+    ("prefill_attention", "attention: prefill"), ("store_kvcache", "KV cache store"),
+    ("nccl", "communication"), ("gemm", "matrix products"), ("nvjet", "matrix products"),
+    ("xmma", "matrix products"), ("cutlass", "matrix products"), ("triton_", "fused element-wise"),
+    ("memcpy", "copies"), ("memset", "copies"), ("copy", "copies"), ("fill", "copies"),
+]
+
+
+def kernel_kind(name: str) -> str:
+    lower = name.lower()
+    return next((kind for fragment, kind in KERNEL_KINDS if fragment in lower),
+                "other element-wise (eager)")
+
+
+def busy_seconds(intervals: list[tuple[float, float]]) -> float:
+    """Length of the union of [start, end) intervals (kernels of several streams overlap)."""
+    total, reach = 0.0, float("-inf")
+    for start, end in sorted(intervals):
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return total
+
+
+class PhaseClock:
+    """Host time of each phase of ``LLMEngine.step`` (schedule, run, postprocess), summed.
+
+    ``run`` ends with the sampled ids copied to the host, so it includes waiting for the
+    GPU; ``schedule`` and ``postprocess`` are pure host work the GPU never overlaps.
+    """
+
+    def __init__(self, engine: LLMEngine):
+        self.engine, self.seconds = engine, {"schedule": 0.0, "run": 0.0, "postprocess": 0.0}
+
+    def timed(self, name: str, function):
+        def wrapper(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.seconds[name] += time.perf_counter() - start
+        return wrapper
+
+    def __enter__(self):
+        engine = self.engine
+        self.saved = engine.scheduler, engine.model_runner.run
+        engine.scheduler.schedule = self.timed("schedule", engine.scheduler.schedule)
+        engine.scheduler.postprocess = self.timed("postprocess", engine.scheduler.postprocess)
+        engine.model_runner.run = self.timed("run", engine.model_runner.run)
+        return self
+
+    def __exit__(self, *exc):
+        scheduler, _ = self.saved
+        del scheduler.schedule, scheduler.postprocess, self.engine.model_runner.run
+
+
+def profile_workload(engine: LLMEngine, workload, out_dir: str | Path) -> dict:
+    """Where the whole of one workload's time goes: host phases, then GPU time per kernel.
+
+    Two runs of the workload: one with only the host clock of each step phase (cheap, so
+    its wall time is comparable with the unprofiled record), one under torch.profiler
+    collecting every GPU kernel, which gives each kernel kind's total and the time the
+    GPU was busy at all (the union of kernel intervals). Wall minus busy is time the GPU
+    waited for the host.
+    """
+    from nanovllm.bench.harness import run_workload
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    use_scheduler(engine, **workload.engine_settings)
+    with PhaseClock(engine) as clock:
+        timed = run_workload(engine, workload)
+    summary = {"workload": workload.name, "wall_s": timed["wall_time_s"], "steps": timed["steps"],
+               "host_phase_s": clock.seconds}
+    use_scheduler(engine, **workload.engine_settings)
+    on_gpu = engine.model_runner.device.type == "cuda"
+    with profile(activities=[ProfilerActivity.CUDA if on_gpu else ProfilerActivity.CPU]) as prof:
+        profiled = run_workload(engine, workload)
+        if on_gpu:
+            torch.cuda.synchronize()
+    kernels = [e for e in prof.events() if getattr(e, "device_type", None) is not None
+               and e.device_type.name == "CUDA"]
+    by_name: dict[str, list] = {}
+    for e in kernels:
+        entry = by_name.setdefault(e.name, [0, 0.0])
+        entry[0] += 1
+        entry[1] += (e.time_range.end - e.time_range.start) / 1e6
+    by_kind: dict[str, float] = {}
+    for name, (_, seconds) in by_name.items():
+        by_kind[kernel_kind(name)] = by_kind.get(kernel_kind(name), 0.0) + seconds
+    summary.update({
+        "profiled_wall_s": profiled["wall_time_s"],
+        "gpu_busy_s": busy_seconds([(e.time_range.start / 1e6, e.time_range.end / 1e6)
+                                    for e in kernels]),
+        "gpu_kernel_s_by_kind": dict(sorted(by_kind.items(), key=lambda kv: -kv[1])),
+        "top_kernels": [{"name": name[:120], "calls": calls, "seconds": seconds,
+                         "kind": kernel_kind(name)}
+                        for name, (calls, seconds) in sorted(by_name.items(),
+                                                             key=lambda kv: -kv[1][1])[:30]],
+    })
+    (out_dir / f"profile_workload_{workload.name[0]}.json").write_text(
+        json.dumps(summary, indent=2) + "\n")
+    use_scheduler(engine)
     return summary

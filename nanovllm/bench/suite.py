@@ -31,7 +31,7 @@ import torch
 
 from nanovllm.bench import workloads
 from nanovllm.bench.harness import run_workload, settings, use_runtime, use_scheduler, warm_up
-from nanovllm.bench.profile import profile_steps
+from nanovllm.bench.profile import profile_steps, profile_workload
 from nanovllm.bench.record import environment, make_record, write_record
 from nanovllm.bench.roofline import H100_SXM, decode_step_bound, model_cost, workload_bound
 from nanovllm.engine.llm_engine import LLMEngine
@@ -151,6 +151,15 @@ def run_suite(model: str, out_dir: str | Path, deadline_s: float | None = None,
             profiles = {f"bs{bs}": profile_steps(engine, out_dir, batch_size=bs)
                         for bs in (256, 1)}
             (out_dir / "profile.json").write_text(json.dumps(profiles, indent=2) + "\n")
+        except Exception:
+            traceback.print_exc()
+    if profile and on_gpu and suite.time_left():
+        try:
+            whole = profile_workload(engine, throughput, out_dir)
+            print(f"profile of (a): wall {whole['wall_s']:.2f} s, host phases "
+                  f"{whole['host_phase_s']}, GPU busy {whole['gpu_busy_s']:.2f} s of "
+                  f"{whole['profiled_wall_s']:.2f} s profiled; by kind "
+                  f"{whole['gpu_kernel_s_by_kind']}", flush=True)
         except Exception:
             traceback.print_exc()
     suite.measure(throughput.subset(hf_subset), best)
