@@ -7,9 +7,10 @@ For each tensor-parallel size N:
 1. correctness: greedy decoding (32 tokens) of 8 fixed prompts in float32, eager, must
    give the same tokens as N=1 (in bfloat16 the all-reduce adds partial sums in another
    order, and a random model's near-tied logits may then flip, so the check is float32);
-2. speed, in the checkpoint's bfloat16 with CUDA graphs: a shortened workload (a), 64
-   requests with prompt and output lengths uniform in [100, 1024], seed 0, random prompt
-   ids, ignore_eos, temperature 0.6, max_model_len 4096, max_num_seqs 64; and one
+2. speed, in the checkpoint's bfloat16 with CUDA graphs: the benchmark's workload (a)
+   (``nanovllm.bench.workloads.throughput``: 256 requests with prompt and output lengths
+   uniform in [100, 1024], seed 0, random prompt ids, ignore_eos, temperature 0.6,
+   max_model_len 4096, max_num_seqs 256; ``--num-requests`` shortens it); and one
    request alone (128-token prompt, 256 tokens greedy) for the per-token latency.
 
 Each size runs in a child process limited to --limit-s seconds, so a hang in one size
@@ -33,6 +34,7 @@ from pathlib import Path
 import torch
 
 from nanovllm import SamplingParams
+from nanovllm.bench.workloads import throughput
 from nanovllm.llm import LLM
 
 GREEDY = SamplingParams(temperature=0.0, max_tokens=32, ignore_eos=True)
@@ -62,13 +64,9 @@ def greedy_prompts(vocab_size: int) -> list[list[int]]:
 
 
 def workload_a(vocab_size: int, num_requests: int, max_len: int):
-    rng = random.Random(0)
-    prompts, params = [], []
-    for _ in range(num_requests):
-        prompts.append([rng.randrange(vocab_size) for _ in range(rng.randint(100, max_len))])
-        params.append(SamplingParams(temperature=0.6, max_tokens=rng.randint(100, max_len),
-                                     ignore_eos=True))
-    return prompts, params
+    workload = throughput(num_requests=num_requests, max_len=max_len, vocab_size=vocab_size)
+    return ([r.prompt_token_ids for r in workload.requests],
+            [workload.sampling_params(r) for r in workload.requests])
 
 
 def machine() -> dict:
@@ -106,7 +104,7 @@ def measure(folder: str, size: int, reference: list | None, num_requests: int,
 
     log(f"TP={size}: bfloat16 engine with CUDA graphs")
     started = time.perf_counter()
-    with LLM(folder, tensor_parallel_size=size, max_model_len=4096, max_num_seqs=64,
+    with LLM(folder, tensor_parallel_size=size, max_model_len=4096, max_num_seqs=256,
              tp_timeout_s=TP_TIMEOUT_S) as llm:
         record["startup_s"] = round(time.perf_counter() - started, 2)
         record["kv_blocks"] = llm.engine.model_runner.num_blocks
@@ -118,7 +116,7 @@ def measure(folder: str, size: int, reference: list | None, num_requests: int,
         llm.generate(prompts, params, use_tqdm=False)
         wall = time.perf_counter() - started
         run = llm.last_run
-        record.update(workload=f"(a) shortened: {num_requests} requests, prompt and output "
+        record.update(workload=f"(a): {num_requests} requests, prompt and output "
                                f"lengths uniform in [100, {max_len}]",
                       wall_s=round(wall, 3), prompt_tokens=run.prompt_tokens,
                       output_tokens=run.generated_tokens,
@@ -158,7 +156,7 @@ def main() -> None:
     parser.add_argument("out")
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--limit-s", type=float, default=120, help="per size")
-    parser.add_argument("--num-requests", type=int, default=64)
+    parser.add_argument("--num-requests", type=int, default=256)
     parser.add_argument("--max-len", type=int, default=1024)
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -167,7 +165,7 @@ def main() -> None:
     common = {**machine(), "engine_commit": os.environ.get("ENGINE_COMMIT", "unknown"),
               "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
               "model": "Qwen3-0.6B configuration, random weights (bfloat16 checkpoint)",
-              "settings": {"max_model_len": 4096, "max_num_seqs": 64, "dtype": "bfloat16",
+              "settings": {"max_model_len": 4096, "max_num_seqs": 256, "dtype": "bfloat16",
                            "cuda_graphs": True, "seed": 0,
                            "tp_timeout_s": TP_TIMEOUT_S}}
     if args.one is not None:

@@ -108,7 +108,7 @@ def run_workload(engine: LLMEngine, workload: Workload) -> dict:
 def warm_up(engine: LLMEngine, temperature: float = 0.6) -> None:
     """Compile what a measurement would otherwise compile: the Triton kernels for short,
     medium and long chunks and for block tables of 1, 2 and 16 blocks, the sampler's
-    compiled pieces, and decode at a few batch sizes."""
+    kernel, and decode at a few batch sizes."""
     block_size = engine.config.block_size
     vocab = engine.model_config.vocab_size
     longest = engine.config.max_model_len - 8
@@ -131,7 +131,7 @@ def use_runtime(engine: LLMEngine, cuda_graphs: bool, torch_compile: bool) -> No
     runner = engine.model_runner
     if runner.device.type != "cuda":
         return
-    (compile_small_ops if torch_compile else uncompile_small_ops)(runner.model, runner.sampler)
+    (compile_small_ops if torch_compile else uncompile_small_ops)(runner.model)
     runner.graphs = None
     gc.collect()
     torch.cuda.empty_cache()

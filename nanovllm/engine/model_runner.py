@@ -4,6 +4,7 @@
 scheduler's batch, run the model over every scheduled token, compute logits only for
 the rows that will be sampled, and sample one token per such sequence with that
 request's parameters. It returns plain token ids; the scheduler does the bookkeeping.
+A decode step does all of that but the preparation in one CUDA graph replay.
 
 Set-up decides where and how the model runs (``device``: CUDA when present;
 ``dtype``: the checkpoint's on a GPU, float32 on a CPU), loads the weights, measures
@@ -19,6 +20,7 @@ import contextlib
 import warnings
 from types import SimpleNamespace
 
+import numpy as np
 import torch
 
 from nanovllm.engine.cuda_graph import DecodeGraphs
@@ -78,8 +80,8 @@ class ModelRunner:
         self.model.eval()
         self.sampler = Sampler()
         if self.device.type == "cuda" and config.enable_torch_compile:
-            compile_small_ops(self.model, self.sampler)
-        self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
+            compile_small_ops(self.model)
+        self.random_keys = np.random.default_rng(config.seed)  # for requests without a seed
         self.activation_bytes = 0  # peak memory of the largest step, kept free of KV cache
         if self.device.type == "cuda" and config.num_kvcache_blocks == 0:
             self.activation_bytes = self.measure_activation_bytes()
@@ -98,24 +100,38 @@ class ModelRunner:
                               stacklevel=2)
 
     def close(self) -> None:
-        """Nothing to release with one GPU; a tensor-parallel runner stops its workers."""
-
-    @torch.inference_mode()
-    def forward(self, inputs: ModelInputs) -> torch.Tensor:
-        """Hidden states of every scheduled token: [tokens, hidden]."""
-        if self.graphs is not None and self.graphs.covers(inputs):
-            return self.graphs.replay(inputs)
-        return self.forward_eager(inputs)
+        """Give the memory back now (weights, KV cache, graphs), not whenever the garbage
+        collector gets to it, so that another engine can start in this process."""
+        self.graphs = self.model = self.kv_cache = None
+        if torch.cuda.is_initialized():
+            torch.cuda.empty_cache()
 
     def forward_eager(self, inputs: ModelInputs) -> torch.Tensor:
+        """Hidden states of every scheduled token: [tokens, hidden]."""
         return self.model(inputs.input_ids, inputs.positions, inputs.meta)
+
+    def sampling_tensors(self, seqs) -> SamplingTensors:
+        return SamplingTensors.from_params([seq.sampling_params for seq in seqs],
+                                           [seq.num_completion_tokens for seq in seqs],
+                                           self.random_keys, self.device)
 
     @torch.inference_mode()
     def run(self, batch) -> list[int]:
         """One step: one sampled token id per sequence whose do_sample is set, in batch order."""
+        if self.model is None:
+            raise RuntimeError("the engine was closed; this LLM cannot run any more, make a new one")
         inputs = prepare_model_inputs(batch, self.block_size, self.device)
-        hidden = self.forward(inputs)
         sampled = [seq for seq, do in zip(batch.seqs, batch.do_sample, strict=True) if do]
+        # Only rank 0 samples (tensor parallelism: the others get no logits).
+        sampling = self.sampling_tensors(sampled) if sampled and self.rank == 0 else None
+        if self.graphs is not None and self.graphs.covers(inputs):
+            tokens, logits = self.graphs.replay(inputs, sampling)  # model, LM head, sampler
+            if sampling is None:
+                return []
+            if sampling.truncates:  # the graph's sampler knows no top-k / top-p: redo it
+                tokens = self.sampler(logits, sampling)
+            return tokens.tolist()
+        hidden = self.forward_eager(inputs)
         if not sampled:  # only middle chunks of long prompts: their K/V was the point
             return []
         if len(sampled) < hidden.shape[0]:  # a decode-only step samples every row
@@ -123,10 +139,7 @@ class ModelRunner:
         logits = self.model.compute_logits(hidden)
         if logits is None:  # a tensor-parallel worker: rank 0 has the logits and samples
             return []
-        sampling = SamplingTensors.from_params(
-            [seq.sampling_params for seq in sampled],
-            steps=[seq.num_completion_tokens for seq in sampled], device=self.device)
-        return self.sampler(logits, sampling, self.generator).tolist()
+        return self.sampler(logits, sampling).tolist()
 
     @torch.inference_mode()
     def measure_activation_bytes(self) -> int:
@@ -156,9 +169,9 @@ class ModelRunner:
         rows = torch.arange(config.max_num_seqs, device=device) % tokens
         logits = self.model.compute_logits(hidden[rows])
         ones = torch.ones(config.max_num_seqs, device=device)
-        everyone = SamplingTensors(ones, ones.long(), ones * 0.9, [None] * len(ones), [0] * len(ones))
+        everyone = SamplingTensors(ones, ones.long(), ones * 0.9, ones.long(), truncates=True)
         if logits is not None:  # rank 0 only under tensor parallelism
-            self.sampler(logits, everyone, self.generator)
+            self.sampler(logits, everyone)
         torch.cuda.synchronize(device)
         peak = torch.cuda.max_memory_allocated(device) - baseline
         del scratch, hidden, logits

@@ -1,4 +1,4 @@
-"""torch.compile for the small element-wise pieces: norms, rotary, activation, sampler.
+"""torch.compile for the small element-wise pieces: norms, rotary, activation.
 
 A decode step of a small model is hundreds of tiny kernels. Matrix products and
 attention are a few each, but the glue around them is many: an RMSNorm in eager
@@ -28,14 +28,12 @@ import torch
 from nanovllm.layers.activation import SiluAndMul
 from nanovllm.layers.layernorm import RMSNorm
 from nanovllm.layers.rotary_embedding import RotaryEmbedding
-from nanovllm.layers.sampler import Sampler
 
 # module class -> names of the static functions its forward looks up on the instance
 PIECES = {
     RMSNorm: ("norm", "add_norm"),
     RotaryEmbedding: ("rotate_qk",),
     SiluAndMul: ("function",),
-    Sampler: ("tempered_softmax", "race"),
 }
 
 

@@ -120,6 +120,7 @@ class TensorParallelRunner(ModelRunner):
         if self.failure is None:
             self.failure = "the engine was closed"
         self.stop_workers()
+        super().close()
 
     def run(self, batch) -> list[int]:
         if self.failure is not None:

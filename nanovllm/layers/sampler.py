@@ -12,24 +12,31 @@ For one row of logits and its request's parameters:
    probability exactly p_i / sum(p), so no cumulative sums or normalisation are needed,
    and removed tokens (p = 0) can never win.
 
-Randomness: a request with a seed gets noise from a generator seeded by (seed, number of
-tokens it has generated so far), so its output does not depend on which other requests
-share its batches, or on being preempted and recomputed. Requests without a seed share
-the engine's generator (seeded from ``Config.seed``), reproducible for a given workload.
+Randomness: each row's waiting times come from its own *key*, a 64-bit number that
+fixes them completely (``kernels/sample.py`` makes them with Philox, a counter-based
+generator, inside the kernel). A request with a seed gets the key ``hash((seed, step))``
+(``step``: tokens it has generated so far), so its output does not depend on which other
+requests share its batches, or on being preempted and recomputed. Requests without a
+seed get keys from the engine's own generator (seeded from ``Config.seed``), so a given
+workload is reproducible.
 
-Speed: the sampler runs every step, over [rows, vocabulary] float32 arrays (256 x
-151,936 x 4 bytes = 156 MB for Qwen3-0.6B), so it never asks the GPU a question whose
-answer the host already knows ("is every row greedy?", "does any row truncate?" would
-each stop the CPU until the GPU catches up): ``SamplingTensors.from_params`` works
-them out from the parameters. Its two heavy pieces, the tempered softmax and the race,
-are plain functions that the model runner may hand to ``torch.compile`` (see
-``engine/torch_compile.py``), which fuses each into one pass over memory.
+Speed: the sampler runs every step, over [rows, vocabulary] logits (256 x 151,936 for
+Qwen3-0.6B), so in the common case (no top-k, no top-p) it is *one* kernel that reads
+the logits once and never writes a probability: the race needs no softmax (see
+``kernels/sample.py``). Nothing in it asks the GPU a question whose answer the host
+already knows ("does any row truncate?" would stop the CPU until the GPU catches up):
+``SamplingTensors.from_params`` works that out from the parameters. And since the keys
+are an input tensor, a decode step's sampling is captured in its CUDA graph with the
+model (``engine/cuda_graph.py``).
 """
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
+
+from nanovllm.kernels.sample import exponential_race
 
 # Probabilities carry float32 rounding of ~1e-7; mass within this much of p counts as p.
 NUCLEUS_TOLERANCE = 1e-6
@@ -37,26 +44,39 @@ NUCLEUS_TOLERANCE = 1e-6
 
 @dataclass
 class SamplingTensors:
-    temperatures: torch.Tensor  # [rows] float; 0 = greedy
+    scales: torch.Tensor  # [rows] float32: 1 / temperature; 0 = greedy
     top_ks: torch.Tensor  # [rows] int; 0 = keep all
     top_ps: torch.Tensor  # [rows] float in (0, 1]
-    seeds: list  # [rows] int or None
-    steps: list  # [rows] tokens the request has generated so far
-    # Facts about all rows, known on the host; None means "read them off the tensors".
-    all_greedy: bool | None = None
-    truncates: bool | None = None  # some row has top-k or top-p on
+    keys: torch.Tensor  # [rows] int64: the key of each row's random numbers this step
+    truncates: bool  # some row has top-k or top-p on (known on the host)
 
     @classmethod
-    def from_params(cls, params: list, steps: list[int], device) -> "SamplingTensors":
-        host = torch.tensor([[p.temperature for p in params], [max(p.top_k, 0) for p in params],
-                             [p.top_p for p in params]], dtype=torch.float32)
-        if torch.device(device).type == "cuda":  # one copy from pinned memory, no wait
-            host = host.pin_memory()
-        values = host.to(device, non_blocking=True)
-        return cls(temperatures=values[0], top_ks=values[1].long(), top_ps=values[2],
-                   seeds=[p.seed for p in params], steps=list(steps),
-                   all_greedy=all(p.temperature == 0 for p in params),
+    def from_params(cls, params: list, steps: list[int], keys: np.random.Generator,
+                    device) -> "SamplingTensors":
+        """Tensors for rows with these parameters; ``steps``: tokens each has generated.
+
+        ``keys`` draws the keys of the rows without a seed; every value is worked out on
+        the host and sent in one copy per dtype, and nothing waits for the GPU.
+        """
+        temperatures = np.array([p.temperature for p in params], dtype=np.float32)
+        scales = np.divide(1, temperatures, out=np.zeros_like(temperatures),
+                           where=temperatures > 0)
+        floats = np.stack([scales, np.array([max(p.top_k, 0) for p in params]),
+                           np.array([p.top_p for p in params])]).astype(np.float32)
+        row_keys = keys.integers(0, 2**63, size=len(params), dtype=np.int64)
+        for row, (p, step) in enumerate(zip(params, steps, strict=True)):
+            if p.seed is not None:
+                row_keys[row] = hash((p.seed, step)) & (2**63 - 1)
+        floats, row_keys = to_device(floats, device), to_device(row_keys, device)
+        return cls(scales=floats[0], top_ks=floats[1].long(), top_ps=floats[2], keys=row_keys,
                    truncates=any(p.top_k > 0 or p.top_p < 1 for p in params))
+
+
+def to_device(array: np.ndarray, device) -> torch.Tensor:
+    tensor = torch.from_numpy(array)
+    if torch.device(device).type == "cuda":  # from pinned memory, the copy does not wait
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor
 
 
 def truncated_probs(logits: torch.Tensor, top_ks: torch.Tensor,
@@ -79,48 +99,12 @@ def truncated_probs(logits: torch.Tensor, top_ks: torch.Tensor,
     return probs.masked_fill(~kept, 0.0)
 
 
-def exponential_noise(shape: torch.Size, seeds: list, steps: list, device,
-                      generator: torch.Generator | None) -> torch.Tensor:
-    """Exp(1) noise, one row per request; seeded rows depend only on (seed, step)."""
-    noise = torch.empty(shape, device=device).exponential_(generator=generator)
-    for row, (seed, step) in enumerate(zip(seeds, steps, strict=True)):
-        if seed is not None:
-            own = torch.Generator(device=device).manual_seed(hash((seed, step)) & (2**63 - 1))
-            noise[row].exponential_(generator=own)
-    return noise
-
-
-def tempered_softmax(logits: torch.Tensor, temperatures: torch.Tensor) -> torch.Tensor:
-    """softmax(logits / temperature) of each row, in float32."""
-    return (logits.float() / temperatures[:, None]).softmax(dim=-1)
-
-
-def race(probs: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-    """The exponential race: the token with the largest p / E wins."""
-    return (probs / noise).argmax(dim=-1)
-
-
 class Sampler(nn.Module):
-    # The heavy pieces, looked up on the instance so that torch_compile.py can swap them.
-    tempered_softmax = staticmethod(tempered_softmax)
-    race = staticmethod(race)
-
-    def forward(self, logits: torch.Tensor, sampling: SamplingTensors,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+    def forward(self, logits: torch.Tensor, sampling: SamplingTensors) -> torch.Tensor:
         """logits: [rows, vocab] -> sampled token ids: [rows] (int64)."""
-        greedy = logits.argmax(dim=-1)  # float32 would not change it: the cast is exact
-        is_greedy = sampling.temperatures == 0
-        all_greedy = sampling.all_greedy
-        if all_greedy is None:
-            all_greedy = bool(is_greedy.all())
-        if all_greedy:
-            return greedy
-        temperatures = torch.where(is_greedy, 1.0, sampling.temperatures)
-        if sampling.truncates is False:
-            probs = self.tempered_softmax(logits, temperatures)
-        else:
-            probs = truncated_probs(logits.float() / temperatures[:, None], sampling.top_ks,
-                                    sampling.top_ps)
-        noise = exponential_noise(probs.shape, sampling.seeds, sampling.steps, logits.device,
-                                  generator)
-        return torch.where(is_greedy, greedy, self.race(probs, noise))
+        scales = sampling.scales
+        if sampling.truncates:  # race over the kept tokens' log-probabilities instead
+            tempered = logits.float() * torch.where(scales == 0, 1.0, scales)[:, None]
+            logits = truncated_probs(tempered, sampling.top_ks, sampling.top_ps).log()
+            scales = (scales > 0).float()  # a greedy row's arg-max is unchanged by all this
+        return exponential_race(logits, scales, sampling.keys)

@@ -52,4 +52,4 @@ def packed_logits(runner, token_lists):
                             do_sample=[True] * len(seqs))
     with torch.inference_mode():
         inputs = prepare_model_inputs(batch, runner.block_size, runner.device)
-        return runner.model.compute_logits(runner.forward(inputs))
+        return runner.model.compute_logits(runner.forward_eager(inputs))

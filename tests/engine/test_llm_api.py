@@ -147,3 +147,12 @@ def test_cli_generates_from_a_random_tiny_checkpoint(tmp_path):
     assert several.returncode == 0 and several.stdout.count("(length)") == 2, several.stderr
     bad = cli("generate", "--model", str(folder), "--top-p", "1.5", "x")
     assert bad.returncode != 0 and "top_p" in bad.stderr
+
+
+def test_close_gives_the_memory_back_and_later_calls_fail_clearly():
+    with LLM(str(tiny_checkpoint("qwen3")), dtype="float32") as closing:
+        closing.generate(["a"], SamplingParams(max_tokens=2), use_tqdm=False)
+    runner = closing.engine.model_runner
+    assert runner.model is None and runner.kv_cache is None and runner.graphs is None
+    with pytest.raises(RuntimeError, match="the engine was closed"):
+        closing.generate(["a"], SamplingParams(max_tokens=2), use_tqdm=False)

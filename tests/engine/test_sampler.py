@@ -2,10 +2,12 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from nanovllm.layers.sampler import Sampler, SamplingTensors, truncated_probs
+from nanovllm.sampling_params import SamplingParams
 
 LOGITS = torch.tensor([2.0, 1.5, 1.0, 0.5, 0.0, -0.5, -1.0, -2.0])
 # chi-square critical values at the 0.999 quantile, by degrees of freedom
@@ -29,20 +31,19 @@ def expected_distribution(logits: list[float], temperature: float, top_k: int, t
     return {i: probs[i] / kept for i in nucleus}
 
 
-def sampling(rows: int, temperature=1.0, top_k=0, top_p=1.0, seeds=None, steps=None):
-    return SamplingTensors(
-        temperatures=torch.full((rows,), temperature), top_ks=torch.full((rows,), top_k),
-        top_ps=torch.full((rows,), top_p), seeds=seeds or [None] * rows,
-        steps=steps or [0] * rows)
+def sampling(rows: int, temperature=1.0, top_k=0, top_p=1.0, seeds=None, steps=None,
+             key_seed=1234):
+    params = [SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+              for seed in seeds or [None] * rows]
+    return SamplingTensors.from_params(params, steps or [0] * rows,
+                                       np.random.default_rng(key_seed), "cpu")
 
 
 @pytest.mark.parametrize("temperature, top_k, top_p", [
     (0.7, 0, 1.0), (1.0, 3, 1.0), (1.3, 0, 0.8), (0.9, 5, 0.7), (2.0, 0, 0.95)])
 def test_empirical_frequencies_match_truncated_distribution(temperature, top_k, top_p):
     draws = 20000
-    generator = torch.Generator().manual_seed(1234)
-    tokens = Sampler()(LOGITS.expand(draws, -1), sampling(draws, temperature, top_k, top_p),
-                       generator)
+    tokens = Sampler()(LOGITS.expand(draws, -1), sampling(draws, temperature, top_k, top_p))
     counts = torch.bincount(tokens, minlength=len(LOGITS)).tolist()
     expected = expected_distribution(LOGITS.tolist(), temperature, top_k, top_p)
     outside = {i: c for i, c in enumerate(counts) if i not in expected and c}
@@ -82,11 +83,11 @@ def test_top_k_then_top_p_renormalises_between_them():
 
 def test_per_request_parameters_in_one_batch():
     rows = torch.stack([LOGITS, LOGITS, LOGITS, LOGITS.flip(0)])
-    params = SamplingTensors(
-        temperatures=torch.tensor([0.0, 5.0, 5.0, 0.0]), top_ks=torch.tensor([0, 1, 0, 0]),
-        top_ps=torch.tensor([1.0, 1.0, 1e-6, 1.0]), seeds=[None] * 4, steps=[0] * 4)
+    params = [SamplingParams(temperature=0.0), SamplingParams(temperature=5.0, top_k=1),
+              SamplingParams(temperature=5.0, top_p=1e-6), SamplingParams(temperature=0.0)]
     for seed in range(20):
-        tokens = Sampler()(rows, params, torch.Generator().manual_seed(seed))
+        tokens = Sampler()(rows, SamplingTensors.from_params(
+            params, [0] * 4, np.random.default_rng(seed), "cpu"))
         # greedy; top-k 1; a tiny nucleus; greedy on the reversed row
         assert tokens.tolist() == [0, 0, 0, len(LOGITS) - 1]
 
@@ -94,10 +95,26 @@ def test_per_request_parameters_in_one_batch():
 def test_a_seeded_request_samples_the_same_whatever_its_batch():
     logits = torch.randn(6, 50, generator=torch.Generator().manual_seed(0))
     seeds, steps = [7, None, 7, 8, None, 7], [3, 0, 3, 3, 0, 4]
-    together = Sampler()(logits[[0] * 6], sampling(6, seeds=seeds, steps=steps),
-                         torch.Generator().manual_seed(1))
-    alone = Sampler()(logits[:1], sampling(1, seeds=[7], steps=[3]),
-                      torch.Generator().manual_seed(99))
+    together = Sampler()(logits[[0] * 6], sampling(6, seeds=seeds, steps=steps, key_seed=1))
+    alone = Sampler()(logits[:1], sampling(1, seeds=[7], steps=[3], key_seed=99))
     assert together[0] == together[2] == alone[0]  # same seed, same step, same logits
     draws = [Sampler()(logits[:1], sampling(1, seeds=[7], steps=[s])).item() for s in range(40)]
     assert len(set(draws)) > 5  # the step moves the random stream forward
+
+
+def test_the_race_needs_no_softmax_and_matches_it():
+    """Racing on logit / T equals racing on log softmax(logit / T): the same keys, the same token."""
+    logits = torch.randn(64, 300, generator=torch.Generator().manual_seed(3)) * 4
+    tensors = sampling(64, temperature=0.7)
+    direct = Sampler()(logits, tensors)
+    log_probs = (logits / 0.7).log_softmax(dim=-1)
+    via_softmax = Sampler()(log_probs, sampling(64, temperature=1.0))
+    assert torch.equal(direct, via_softmax)
+
+
+def test_keys_of_unseeded_rows_come_from_the_engine_generator():
+    a, b = sampling(4, key_seed=5), sampling(4, key_seed=5)
+    assert torch.equal(a.keys, b.keys) and len(set(a.keys.tolist())) == 4
+    assert not torch.equal(a.keys, sampling(4, key_seed=6).keys)
+    seeded = sampling(2, seeds=[7, 7], steps=[3, 3], key_seed=5)
+    assert seeded.keys.tolist() == [hash((7, 3)) & (2**63 - 1)] * 2

@@ -1,0 +1,136 @@
+"""Draw one token per row: the exponential race, with random numbers made inside the kernel.
+
+The race (see ``layers/sampler.py``): give every token ``v`` of a row an independent
+waiting time ``E_v ~ Exp(1)``; the token with the largest ``p_v / E_v`` wins, and it
+wins with probability exactly ``p_v``. Taking logarithms, with ``p_v`` proportional to
+``exp(logit_v / T)``:
+
+    winner = argmax_v ( logit_v / T - log E_v )
+
+so the softmax's normalisation is never needed: one pass over the logits, keeping a
+running best, is the whole sampler. A greedy row (temperature 0) skips the noise and
+takes the plain arg-max. A token removed by top-k or top-p arrives with logit -inf
+and can never win.
+
+Random numbers: ``E_v = -log U_v``, and ``U_v`` comes from Philox, a *counter-based*
+generator: the v-th number of a row is a pure function of (the row's 64-bit key, v).
+Nothing is stored or carried from step to step, any program can make any row's
+numbers, and the whole step can live in a CUDA graph, since the keys arrive in a
+tensor like any other input. The sampler chooses the keys: a request with a seed gets
+``hash((seed, step))``, so its tokens do not depend on its batch.
+
+``philox_torch`` makes exactly the numbers ``tl.randint`` makes inside the kernel
+(Philox-4x32 with 10 rounds, counter = token index, key = row key), so the torch
+reference and the Triton kernel draw the same tokens (up to ties in the last bit of
+a float32 ``log``). ``U`` keeps the top 23 bits of each number and sits in the middle of
+its interval, so it is never 0 or 1 and every ``E`` is finite and positive.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from nanovllm.kernels.decode_attention import multiprocessor_count
+from nanovllm.kernels.triton_support import jit, require_triton, tl, use_triton
+
+MASK32 = 0xFFFFFFFF
+PHILOX_KEY_A, PHILOX_KEY_B = 0x9E3779B9, 0xBB67AE85
+PHILOX_ROUND_A, PHILOX_ROUND_B = 0xD2511F53, 0xCD9E8D57
+PHILOX_ROUNDS = 10
+UNIFORM_BITS = 23  # float32 holds (2**23 - 1) + 0.5 exactly: U is never rounded to 1
+BLOCK_V = 2048  # tokens a program handles per iteration
+MAX_PIECES = 32  # programs sharing one row, when there are few rows
+
+
+def philox_torch(keys: torch.Tensor, count: int) -> torch.Tensor:
+    """[rows] int64 keys -> [rows, count] random uint32 values (held in int64), as tl.randint."""
+    c0 = torch.arange(count, dtype=torch.int64, device=keys.device).expand(len(keys), count)
+    c1 = c2 = c3 = torch.zeros_like(c0)
+    k0, k1 = (keys & MASK32)[:, None], ((keys >> 32) & MASK32)[:, None]
+    for _ in range(PHILOX_ROUNDS):
+        # int64 products wrap around, but their low 64 bits, all we use, are exact
+        product_b, product_a = PHILOX_ROUND_B * c2, PHILOX_ROUND_A * c0
+        c0, c2 = ((product_b >> 32) & MASK32) ^ c1 ^ k0, ((product_a >> 32) & MASK32) ^ c3 ^ k1
+        c1, c3 = product_b & MASK32, product_a & MASK32
+        k0, k1 = (k0 + PHILOX_KEY_A) & MASK32, (k1 + PHILOX_KEY_B) & MASK32
+    return c0
+
+
+def race_torch(logits: torch.Tensor, scales: torch.Tensor, keys: torch.Tensor,
+               rows_at_once: int = 16) -> torch.Tensor:
+    """logits: [rows, vocab]; scales: [rows] float32, 1/T (0 = greedy); keys: [rows] int64.
+
+    Works ``rows_at_once`` rows at a time: Philox's int64 temporaries are large.
+    """
+    tokens = [race_rows(logits[i:i + rows_at_once], scales[i:i + rows_at_once],
+                        keys[i:i + rows_at_once]) for i in range(0, len(logits), rows_at_once)]
+    return torch.cat(tokens) if tokens else torch.empty(0, dtype=torch.int64)
+
+
+def race_rows(logits: torch.Tensor, scales: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    logits = logits.float()
+    bits = philox_torch(keys, logits.shape[1]) >> (32 - UNIFORM_BITS)
+    uniform = (bits.float() + 0.5) * 2.0 ** -UNIFORM_BITS
+    waiting = -torch.log(uniform)  # E ~ Exp(1)
+    scores = logits * scales[:, None] - torch.log(waiting)
+    return torch.where(scales[:, None] == 0, logits, scores).argmax(dim=-1)
+
+
+@jit
+def race_kernel(logits_ptr, scales_ptr, keys_ptr, best_score_ptr, best_token_ptr,
+                vocab_size, logits_stride, piece_len,
+                BLOCK_V: tl.constexpr, UNIFORM_BITS: tl.constexpr):
+    # Program (row, piece) runs the race over tokens [piece * piece_len, +piece_len) of
+    # its row and writes the best score and token; the caller picks among the pieces.
+    row, piece = tl.program_id(0), tl.program_id(1)
+    scale = tl.load(scales_ptr + row)
+    key = tl.load(keys_ptr + row)
+    best_score = tl.full([BLOCK_V], float("-inf"), tl.float32)
+    best_token = tl.full([BLOCK_V], 0, tl.int32)
+    first = piece * piece_len
+    for start in range(first, first + piece_len, BLOCK_V):
+        tokens = start + tl.arange(0, BLOCK_V)
+        valid = tokens < vocab_size
+        logit = tl.load(logits_ptr + row * logits_stride + tokens, mask=valid,
+                        other=float("-inf")).to(tl.float32)
+        if scale == 0:  # greedy
+            score = logit
+        else:
+            bits = tl.randint(key, tokens) >> (32 - UNIFORM_BITS)
+            uniform = (bits.to(tl.float32) + 0.5) * (1.0 / (1 << UNIFORM_BITS))
+            score = logit * scale - tl.log(-tl.log(uniform))
+            score = tl.where(valid, score, float("-inf"))
+        better = score > best_score  # strictly: on a tie the earlier token stays
+        best_score = tl.where(better, score, best_score)
+        best_token = tl.where(better, tokens, best_token)
+    # Each lane kept its own best; the lane winner with the smallest token wins ties.
+    top = tl.max(best_score, axis=0)
+    token = tl.min(tl.where(best_score == top, best_token, vocab_size), axis=0)
+    pieces = tl.num_programs(1)
+    tl.store(best_score_ptr + row * pieces + piece, top)
+    tl.store(best_token_ptr + row * pieces + piece, token)
+
+
+def race_triton(logits: torch.Tensor, scales: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    require_triton()
+    rows, vocab_size = logits.shape
+    assert logits.stride(1) == 1, "each row of logits must be contiguous"
+    # Split rows into pieces until the grid covers every multiprocessor about twice.
+    # Depends on the number of rows only, so a CUDA graph of the step stays valid.
+    pieces = max(1, min(MAX_PIECES, -(-2 * multiprocessor_count(logits.device) // rows)))
+    piece_len = -(-vocab_size // (pieces * BLOCK_V)) * BLOCK_V
+    best_score = torch.empty(rows, pieces, dtype=torch.float32, device=logits.device)
+    best_token = torch.empty(rows, pieces, dtype=torch.int32, device=logits.device)
+    race_kernel[(rows, pieces)](logits, scales, keys, best_score, best_token, vocab_size,
+                                logits.stride(0), piece_len, BLOCK_V=BLOCK_V,
+                                UNIFORM_BITS=UNIFORM_BITS, num_warps=8)
+    winner = best_score.argmax(dim=1, keepdim=True)  # the first piece wins ties
+    return best_token.gather(1, winner).squeeze(1).long()
+
+
+def exponential_race(logits: torch.Tensor, scales: torch.Tensor,
+                     keys: torch.Tensor) -> torch.Tensor:
+    """One token id per row (int64): Triton on a GPU, torch elsewhere."""
+    if use_triton(logits):
+        return race_triton(logits, scales, keys)
+    return race_torch(logits, scales, keys)
