@@ -19,11 +19,14 @@ numbers, and the whole step can live in a CUDA graph, since the keys arrive in a
 tensor like any other input. The sampler chooses the keys: a request with a seed gets
 ``hash((seed, step))``, so its tokens do not depend on its batch.
 
-``philox_torch`` makes exactly the numbers ``tl.randint`` makes inside the kernel
-(Philox-4x32 with 10 rounds, counter = token index, key = row key), so the torch
-reference and the Triton kernel draw the same tokens (up to ties in the last bit of
-a float32 ``log``). ``U`` keeps the top 23 bits of each number and sits in the middle of
-its interval, so it is never 0 or 1 and every ``E`` is finite and positive.
+Philox turns (key, counter) into four 32-bit numbers at once, so token ``v`` takes
+number ``v % 4`` of counter ``v // 4``: a quarter of the arithmetic of one call per
+token, which matters because at 256 rows x 151,936 tokens the random numbers, not the
+reading of the logits, would be most of the kernel's time. ``philox_torch`` makes
+exactly the numbers ``tl.randint4x`` makes inside the kernel (Philox-4x32, 10 rounds),
+so the torch reference and the Triton kernel draw the same tokens (up to ties in the
+last bit of a float32 ``log``). ``U`` keeps the top 23 bits of a number and sits in the
+middle of its interval, so it is never 0 or 1 and every ``E`` is finite and positive.
 """
 
 from __future__ import annotations
@@ -43,7 +46,8 @@ MAX_PIECES = 32  # programs sharing one row, when there are few rows
 
 
 def philox_torch(keys: torch.Tensor, count: int) -> torch.Tensor:
-    """[rows] int64 keys -> [rows, count] random uint32 values (held in int64), as tl.randint."""
+    """[rows] int64 keys -> [rows, count, 4] random uint32 values (held in int64): the four
+    numbers ``tl.randint4x(key, counter)`` makes for counters 0 to count - 1."""
     c0 = torch.arange(count, dtype=torch.int64, device=keys.device).expand(len(keys), count)
     c1 = c2 = c3 = torch.zeros_like(c0)
     k0, k1 = (keys & MASK32)[:, None], ((keys >> 32) & MASK32)[:, None]
@@ -53,7 +57,13 @@ def philox_torch(keys: torch.Tensor, count: int) -> torch.Tensor:
         c0, c2 = ((product_b >> 32) & MASK32) ^ c1 ^ k0, ((product_a >> 32) & MASK32) ^ c3 ^ k1
         c1, c3 = product_b & MASK32, product_a & MASK32
         k0, k1 = (k0 + PHILOX_KEY_A) & MASK32, (k1 + PHILOX_KEY_B) & MASK32
-    return c0
+    return torch.stack([c0, c1, c2, c3], dim=-1)
+
+
+def uniform_torch(keys: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """[rows, vocab_size] float32 in (0, 1): token v's number is v % 4 of counter v // 4."""
+    words = philox_torch(keys, -(-vocab_size // 4)).flatten(1)[:, :vocab_size]
+    return ((words >> (32 - UNIFORM_BITS)).float() + 0.5) * 2.0 ** -UNIFORM_BITS
 
 
 def race_torch(logits: torch.Tensor, scales: torch.Tensor, keys: torch.Tensor,
@@ -69,11 +79,24 @@ def race_torch(logits: torch.Tensor, scales: torch.Tensor, keys: torch.Tensor,
 
 def race_rows(logits: torch.Tensor, scales: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
     logits = logits.float()
-    bits = philox_torch(keys, logits.shape[1]) >> (32 - UNIFORM_BITS)
-    uniform = (bits.float() + 0.5) * 2.0 ** -UNIFORM_BITS
-    waiting = -torch.log(uniform)  # E ~ Exp(1)
+    waiting = -torch.log(uniform_torch(keys, logits.shape[1]))  # E ~ Exp(1)
     scores = logits * scales[:, None] - torch.log(waiting)
     return torch.where(scales[:, None] == 0, logits, scores).argmax(dim=-1)
+
+
+@jit
+def race_step(row_ptr, tokens, randoms, scale, vocab_size, best_score, best_token,
+              UNIFORM_BITS: tl.constexpr):
+    """Score ``tokens`` (one per lane) and keep each lane's best so far."""
+    valid = tokens < vocab_size
+    score = tl.load(row_ptr + tokens, mask=valid, other=float("-inf")).to(tl.float32)
+    if scale != 0:  # not greedy: add the race's noise, -log E
+        bits = (randoms >> (32 - UNIFORM_BITS)).to(tl.float32)
+        uniform = (bits + 0.5) * (1.0 / (1 << UNIFORM_BITS))
+        score = tl.where(valid, score * scale - tl.log(-tl.log(uniform)), float("-inf"))
+    # Strictly better: a lane sees its tokens in increasing order, so a tie keeps the first.
+    better = score > best_score
+    return tl.where(better, score, best_score), tl.where(better, tokens, best_token)
 
 
 @jit
@@ -82,27 +105,25 @@ def race_kernel(logits_ptr, scales_ptr, keys_ptr, best_score_ptr, best_token_ptr
                 BLOCK_V: tl.constexpr, UNIFORM_BITS: tl.constexpr):
     # Program (row, piece) runs the race over tokens [piece * piece_len, +piece_len) of
     # its row and writes the best score and token; the caller picks among the pieces.
+    # Lane i of an iteration looks at the 4 tokens of one Philox counter: 4c, ..., 4c + 3.
     row, piece = tl.program_id(0), tl.program_id(1)
     scale = tl.load(scales_ptr + row)
     key = tl.load(keys_ptr + row)
-    best_score = tl.full([BLOCK_V], float("-inf"), tl.float32)
-    best_token = tl.full([BLOCK_V], 0, tl.int32)
+    row_ptr = logits_ptr + row * logits_stride
+    best_score = tl.full([BLOCK_V // 4], float("-inf"), tl.float32)
+    best_token = tl.full([BLOCK_V // 4], 0, tl.int32)
     first = piece * piece_len
     for start in range(first, first + piece_len, BLOCK_V):
-        tokens = start + tl.arange(0, BLOCK_V)
-        valid = tokens < vocab_size
-        logit = tl.load(logits_ptr + row * logits_stride + tokens, mask=valid,
-                        other=float("-inf")).to(tl.float32)
-        if scale == 0:  # greedy
-            score = logit
-        else:
-            bits = tl.randint(key, tokens) >> (32 - UNIFORM_BITS)
-            uniform = (bits.to(tl.float32) + 0.5) * (1.0 / (1 << UNIFORM_BITS))
-            score = logit * scale - tl.log(-tl.log(uniform))
-            score = tl.where(valid, score, float("-inf"))
-        better = score > best_score  # strictly: on a tie the earlier token stays
-        best_score = tl.where(better, score, best_score)
-        best_token = tl.where(better, tokens, best_token)
+        counters = start // 4 + tl.arange(0, BLOCK_V // 4)
+        r0, r1, r2, r3 = tl.randint4x(key, counters)
+        best_score, best_token = race_step(row_ptr, 4 * counters, r0, scale, vocab_size,
+                                           best_score, best_token, UNIFORM_BITS)
+        best_score, best_token = race_step(row_ptr, 4 * counters + 1, r1, scale, vocab_size,
+                                           best_score, best_token, UNIFORM_BITS)
+        best_score, best_token = race_step(row_ptr, 4 * counters + 2, r2, scale, vocab_size,
+                                           best_score, best_token, UNIFORM_BITS)
+        best_score, best_token = race_step(row_ptr, 4 * counters + 3, r3, scale, vocab_size,
+                                           best_score, best_token, UNIFORM_BITS)
     # Each lane kept its own best; the lane winner with the smallest token wins ties.
     top = tl.max(best_score, axis=0)
     token = tl.min(tl.where(best_score == top, best_token, vocab_size), axis=0)

@@ -174,16 +174,20 @@ if triton_support.triton is not None:
     @triton_support.triton.jit
     def philox_bits_kernel(keys_ptr, out_ptr, COUNT: tl.constexpr):
         row = tl.program_id(0)
-        offsets = tl.arange(0, COUNT)
-        bits = tl.randint(tl.load(keys_ptr + row), offsets)
-        tl.store(out_ptr + row * COUNT + offsets, bits.to(tl.int64))
+        counters = tl.arange(0, COUNT)
+        r0, r1, r2, r3 = tl.randint4x(tl.load(keys_ptr + row), counters)
+        out = out_ptr + row * COUNT * 4 + counters * 4
+        tl.store(out, r0.to(tl.int64))
+        tl.store(out + 1, r1.to(tl.int64))
+        tl.store(out + 2, r2.to(tl.int64))
+        tl.store(out + 3, r3.to(tl.int64))
 
 
 @triton_here
 def test_philox_kernel_matches_reference():
-    """philox_torch makes bit for bit the numbers tl.randint makes in a kernel."""
+    """philox_torch makes bit for bit the numbers tl.randint4x makes in a kernel."""
     keys = torch.tensor([0, 1, 12345, 2**32 + 7, 2**63 - 1, 0x0123456789ABCDEF])
-    out = torch.empty(len(keys), 256, dtype=torch.int64, device=DEVICE)
+    out = torch.empty(len(keys), 256, 4, dtype=torch.int64, device=DEVICE)
     philox_bits_kernel[(len(keys),)](keys.to(DEVICE), out, COUNT=256)
     assert torch.equal(out.cpu(), sample.philox_torch(keys, 256))
 
