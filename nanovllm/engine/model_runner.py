@@ -119,7 +119,8 @@ class ModelRunner:
     def run(self, batch) -> list[int]:
         """One step: one sampled token id per sequence whose do_sample is set, in batch order."""
         if self.model is None:
-            raise RuntimeError("the engine was closed; this LLM cannot run any more, make a new one")
+            raise RuntimeError("the engine was closed; this LLM cannot run any more, "
+                               "make a new one")
         inputs = prepare_model_inputs(batch, self.block_size, self.device)
         sampled = [seq for seq, do in zip(batch.seqs, batch.do_sample, strict=True) if do]
         # Only rank 0 samples (tensor parallelism: the others get no logits).
