@@ -81,12 +81,25 @@ def abort_group() -> None:
     itself once the peer's sockets close, so there is nothing to abort.
     """
     if dist.is_initialized() and dist.get_backend() == "nccl":
-        dist.distributed_c10d._abort_process_group()
+        try:
+            dist.distributed_c10d._abort_process_group()
+        except (RuntimeError, ValueError):  # another thread aborted it a moment ago
+            pass
 
 
 def leave_group() -> None:
-    if dist.is_initialized():
-        try:
-            dist.destroy_process_group()
-        except (RuntimeError, ValueError):  # after abort_group there may be nothing left
-            pass
+    """Leave the group, without waiting for the other ranks.
+
+    NCCL's orderly shutdown (``destroy_process_group``) waits until every rank shuts
+    down too, so a rank that has exited, or has not got there yet, holds it for ever;
+    aborting frees the same resources without asking anyone. gloo's shutdown is local.
+    """
+    if not dist.is_initialized():
+        return
+    if dist.get_backend() == "nccl":
+        abort_group()
+        return
+    try:
+        dist.destroy_process_group()
+    except (RuntimeError, ValueError):
+        pass
