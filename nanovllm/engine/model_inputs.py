@@ -15,7 +15,10 @@ This runs on the CPU before every step, and during decode the GPU waits for it, 
 is written for speed: the per-token arithmetic is done by numpy on whole arrays rather
 than by Python loops, every index is int32, and all seven arrays travel to the GPU in
 **one** copy from pinned memory (each copy has a fixed cost of several microseconds,
-whatever its size) and are handed out as views of that one buffer.
+whatever its size) and are handed out as views of that one buffer. Two shortcuts keep
+Python ints from being converted one by one: a decode-only batch takes each sequence's
+``last_token_id`` instead of slicing token lists, and each block table is converted to
+an array once and reused until it changes (``block_table_array``).
 """
 
 from dataclasses import dataclass
@@ -53,27 +56,45 @@ def to_device(arrays: dict[str, np.ndarray], device: torch.device) -> dict[str, 
             for name, array in arrays.items()}
 
 
+def block_table_array(seq) -> np.ndarray:
+    """``seq.block_table`` as an int32 array, converted again only when the table changed.
+
+    Converting every table from Python ints every step would cost more than all the rest
+    of a decode step's preparation (256 sequences hold tens of thousands of blocks), yet
+    a table only gains a block every ``block_size`` tokens. The array is kept on the
+    sequence with the list it was made from, and it is stale exactly when the table is a
+    different list (admission and ``free`` assign a new one) or a longer one (``allocate``
+    appends); the block manager never edits an entry in place.
+    """
+    table, cached = seq.block_table, seq.block_table_cache
+    if cached is None or cached[0] is not table or len(cached[1]) != len(table):
+        cached = seq.block_table_cache = (table, np.array(table, dtype=np.int32))
+    return cached[1]
+
+
 def prepare_model_inputs(batch, block_size: int, device: torch.device) -> ModelInputs:
     seqs = batch.seqs
     counts = np.array(batch.num_new_tokens, dtype=np.int64)
     starts = np.array([seq.num_computed_tokens for seq in seqs], dtype=np.int64)
     cu_seqlens_q = np.concatenate(([0], np.cumsum(counts)))
     num_tokens = int(cu_seqlens_q[-1])
-    # A worker's copy of a decoding sequence carries only its last token (Sequence.__getstate__).
-    input_ids = np.fromiter(chain.from_iterable(
-        seq.token_ids[start:start + n] if seq.token_ids is not None else (seq.last_token_id,)
-        for seq, start, n in zip(seqs, starts.tolist(), batch.num_new_tokens, strict=True)),
-        dtype=np.int64, count=num_tokens)
+    if not any(batch.is_prefill):  # decode only: each sequence brings its last token
+        input_ids = np.fromiter((seq.last_token_id for seq in seqs), dtype=np.int64,
+                                count=num_tokens)
+    else:  # a worker's copy of a decoding sequence has no token list (Sequence.__getstate__)
+        input_ids = np.fromiter(chain.from_iterable(
+            seq.token_ids[start:start + n] if seq.token_ids is not None else (seq.last_token_id,)
+            for seq, start, n in zip(seqs, starts.tolist(), batch.num_new_tokens, strict=True)),
+            dtype=np.int64, count=num_tokens)
     # Token t belongs to sequence seq_of_token[t]; its position counts on from that start.
     seq_of_token = np.repeat(np.arange(len(seqs)), counts)
     positions = np.arange(num_tokens) - cu_seqlens_q[seq_of_token] + starts[seq_of_token]
 
     # Block tables, padded with -1 to the longest: fill the row-major "is a real entry" mask.
-    lengths = np.array([len(seq.block_table) for seq in seqs], dtype=np.int64)
+    rows = [block_table_array(seq) for seq in seqs]
+    lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
     block_tables = np.full((len(seqs), max(int(lengths.max()), 1)), -1, dtype=np.int64)
-    block_tables[np.arange(block_tables.shape[1]) < lengths[:, None]] = np.fromiter(
-        chain.from_iterable(seq.block_table for seq in seqs), dtype=np.int64,
-        count=int(lengths.sum()))
+    block_tables[np.arange(block_tables.shape[1]) < lengths[:, None]] = np.concatenate(rows)
     slot_mapping = (block_tables[seq_of_token, positions // block_size] * block_size
                     + positions % block_size)
     sample_rows = cu_seqlens_q[1:][np.array(batch.do_sample, dtype=bool)] - 1

@@ -144,9 +144,11 @@ class ModelRunner:
         for n in lengths:
             count = -(-n // self.block_size)
             seqs.append(SimpleNamespace(token_ids=[0] * n, num_computed_tokens=0,
-                                        block_table=list(range(first_block, first_block + count))))
+                                        block_table=list(range(first_block, first_block + count)),
+                                        block_table_cache=None))
             first_block += count
-        warmup = SimpleNamespace(seqs=seqs, num_new_tokens=lengths, do_sample=[True] * len(seqs))
+        warmup = SimpleNamespace(seqs=seqs, num_new_tokens=lengths, is_prefill=[True] * len(seqs),
+                                 do_sample=[True] * len(seqs))
         scratch = allocate_kv_cache(self.model, self.model.config, first_block, self.block_size,
                                     self.dtype, device)
         torch.cuda.synchronize(device)
