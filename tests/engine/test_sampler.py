@@ -101,3 +101,28 @@ def test_a_seeded_request_samples_the_same_whatever_its_batch():
     assert together[0] == together[2] == alone[0]  # same seed, same step, same logits
     draws = [Sampler()(logits[:1], sampling(1, seeds=[7], steps=[s])).item() for s in range(40)]
     assert len(set(draws)) > 5  # the step moves the random stream forward
+
+
+def test_from_params_reads_the_parameters_exactly():
+    """The per-step tensors and facts equal those of the plain per-parameter rules, with
+    values float32 cannot hold: a top_p just below 1 still truncates, a tiny temperature is
+    not greedy, int settings are taken as numbers."""
+    from nanovllm.sampling_params import SamplingParams
+
+    choices = [SamplingParams(), SamplingParams(temperature=0), SamplingParams(temperature=2),
+               SamplingParams(temperature=1e-60), SamplingParams(top_k=5, seed=3),
+               SamplingParams(top_k=0, top_p=1), SamplingParams(top_p=1 - 1e-12),
+               SamplingParams(temperature=0.6, top_p=0.9, top_k=-1)]
+    batches = [[c] for c in choices] + [choices, choices[:2], choices[1:2] * 3, choices[5:6]]
+    for params in batches:
+        steps = list(range(len(params)))
+        got = SamplingTensors.from_params(params, steps=steps, device="cpu")
+        expected = torch.tensor([[p.temperature for p in params],
+                                 [max(p.top_k, 0) for p in params],
+                                 [p.top_p for p in params]], dtype=torch.float32)
+        assert torch.equal(got.temperatures, expected[0])
+        assert torch.equal(got.top_ks, expected[1].long())
+        assert torch.equal(got.top_ps, expected[2])
+        assert got.seeds == [p.seed for p in params] and got.steps == steps
+        assert got.all_greedy is all(p.temperature == 0 for p in params)
+        assert got.truncates is any(p.top_k > 0 or p.top_p < 1 for p in params)
