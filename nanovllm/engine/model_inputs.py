@@ -73,27 +73,33 @@ def block_table_array(seq) -> np.ndarray:
 
 
 def prepare_model_inputs(batch, block_size: int, device: torch.device) -> ModelInputs:
-    seqs = batch.seqs
-    counts = np.array(batch.num_new_tokens, dtype=np.int64)
-    starts = np.array([seq.num_computed_tokens for seq in seqs], dtype=np.int64)
-    cu_seqlens_q = np.concatenate(([0], np.cumsum(counts)))
-    num_tokens = int(cu_seqlens_q[-1])
-    if not any(batch.is_prefill):  # decode only: each sequence brings its last token
-        input_ids = np.fromiter((seq.last_token_id for seq in seqs), dtype=np.int64,
-                                count=num_tokens)
-    else:  # a worker's copy of a decoding sequence has no token list (Sequence.__getstate__)
+    seqs, num_seqs = batch.seqs, len(batch.seqs)
+    if not any(batch.is_prefill):
+        # Decode only, most steps: each sequence brings one token, the one it sampled last, at
+        # position num_computed_tokens. Nothing to slice or repeat; token t is sequence t's.
+        counts = np.ones(num_seqs, dtype=np.int64)
+        starts = np.fromiter((seq.num_computed_tokens for seq in seqs), np.int64, num_seqs)
+        cu_seqlens_q = np.arange(num_seqs + 1)
+        input_ids = np.fromiter((seq.last_token_id for seq in seqs), np.int64, num_seqs)
+        seq_of_token, positions = np.arange(num_seqs), starts
+    else:
+        counts = np.array(batch.num_new_tokens, dtype=np.int64)
+        starts = np.array([seq.num_computed_tokens for seq in seqs], dtype=np.int64)
+        cu_seqlens_q = np.concatenate(([0], np.cumsum(counts)))
+        num_tokens = int(cu_seqlens_q[-1])
+        # A worker's copy of a decoding sequence has only its last token (Sequence.__getstate__).
         input_ids = np.fromiter(chain.from_iterable(
             seq.token_ids[start:start + n] if seq.token_ids is not None else (seq.last_token_id,)
             for seq, start, n in zip(seqs, starts.tolist(), batch.num_new_tokens, strict=True)),
             dtype=np.int64, count=num_tokens)
-    # Token t belongs to sequence seq_of_token[t]; its position counts on from that start.
-    seq_of_token = np.repeat(np.arange(len(seqs)), counts)
-    positions = np.arange(num_tokens) - cu_seqlens_q[seq_of_token] + starts[seq_of_token]
+        # Token t belongs to sequence seq_of_token[t]; its position counts on from that start.
+        seq_of_token = np.repeat(np.arange(num_seqs), counts)
+        positions = np.arange(num_tokens) - cu_seqlens_q[seq_of_token] + starts[seq_of_token]
 
     # Block tables, padded with -1 to the longest: fill the row-major "is a real entry" mask.
     rows = [block_table_array(seq) for seq in seqs]
-    lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
-    block_tables = np.full((len(seqs), max(int(lengths.max()), 1)), -1, dtype=np.int64)
+    lengths = np.fromiter(map(len, rows), dtype=np.int64, count=num_seqs)
+    block_tables = np.full((num_seqs, max(int(lengths.max()), 1)), -1, dtype=np.int64)
     block_tables[np.arange(block_tables.shape[1]) < lengths[:, None]] = np.concatenate(rows)
     slot_mapping = (block_tables[seq_of_token, positions // block_size] * block_size
                     + positions % block_size)
