@@ -72,7 +72,12 @@ def block_table_array(seq) -> np.ndarray:
     return cached[1]
 
 
-def prepare_model_inputs(batch, block_size: int, device: torch.device) -> ModelInputs:
+def prepare_model_inputs(batch, block_size: int, device: torch.device,
+                         keep_block_tables: bool = True) -> ModelInputs:
+    """The step's inputs on ``device``. With ``keep_block_tables`` each block table is kept as
+    an array on its sequence for the next step (``block_table_array``): right for the
+    scheduler's own sequences, pointless for sequences seen once, like the unpickled copies
+    a tensor-parallel worker gets every step."""
     seqs, num_seqs = batch.seqs, len(batch.seqs)
     if not any(batch.is_prefill):
         # Decode only, most steps: each sequence brings one token, the one it sampled last, at
@@ -97,10 +102,14 @@ def prepare_model_inputs(batch, block_size: int, device: torch.device) -> ModelI
         positions = np.arange(num_tokens) - cu_seqlens_q[seq_of_token] + starts[seq_of_token]
 
     # Block tables, padded with -1 to the longest: fill the row-major "is a real entry" mask.
-    rows = [block_table_array(seq) for seq in seqs]
-    lengths = np.fromiter(map(len, rows), dtype=np.int64, count=num_seqs)
+    lengths = np.fromiter((len(seq.block_table) for seq in seqs), np.int64, num_seqs)
     block_tables = np.full((num_seqs, max(int(lengths.max()), 1)), -1, dtype=np.int64)
-    block_tables[np.arange(block_tables.shape[1]) < lengths[:, None]] = np.concatenate(rows)
+    if keep_block_tables:  # sequences that come back every step: each table converted once
+        entries = np.concatenate([block_table_array(seq) for seq in seqs])
+    else:  # one pass over every list: cheaper than an array per table used only once
+        entries = np.fromiter(chain.from_iterable(seq.block_table for seq in seqs), np.int64,
+                              int(lengths.sum()))
+    block_tables[np.arange(block_tables.shape[1]) < lengths[:, None]] = entries
     slot_mapping = (block_tables[seq_of_token, positions // block_size] * block_size
                     + positions % block_size)
     sample_rows = cu_seqlens_q[1:][np.array(batch.do_sample, dtype=bool)] - 1

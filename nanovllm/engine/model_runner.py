@@ -113,7 +113,9 @@ class ModelRunner:
     @torch.inference_mode()
     def run(self, batch) -> list[int]:
         """One step: one sampled token id per sequence whose do_sample is set, in batch order."""
-        inputs = prepare_model_inputs(batch, self.block_size, self.device)
+        # Rank 0 holds the scheduler's own sequences; a worker's are unpickled copies.
+        inputs = prepare_model_inputs(batch, self.block_size, self.device,
+                                      keep_block_tables=self.rank == 0)
         hidden = self.forward(inputs)
         sampled = [seq for seq, do in zip(batch.seqs, batch.do_sample, strict=True) if do]
         if not sampled:  # only middle chunks of long prompts: their K/V was the point
@@ -144,8 +146,7 @@ class ModelRunner:
         for n in lengths:
             count = -(-n // self.block_size)
             seqs.append(SimpleNamespace(token_ids=[0] * n, num_computed_tokens=0,
-                                        block_table=list(range(first_block, first_block + count)),
-                                        block_table_cache=None))
+                                        block_table=list(range(first_block, first_block + count))))
             first_block += count
         warmup = SimpleNamespace(seqs=seqs, num_new_tokens=lengths, is_prefill=[True] * len(seqs),
                                  do_sample=[True] * len(seqs))
@@ -154,7 +155,8 @@ class ModelRunner:
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
         baseline = torch.cuda.memory_allocated(device)
-        hidden = self.forward_eager(prepare_model_inputs(warmup, self.block_size, device))
+        inputs = prepare_model_inputs(warmup, self.block_size, device, keep_block_tables=False)
+        hidden = self.forward_eager(inputs)
         rows = torch.arange(config.max_num_seqs, device=device) % tokens
         logits = self.model.compute_logits(hidden[rows])
         ones = torch.ones(config.max_num_seqs, device=device)

@@ -35,6 +35,9 @@ class Sequence:
     """
 
     _next_id = itertools.count()
+    # (block_table, the same as an int32 array), set by model_inputs.block_table_array on the
+    # driver's sequences. Never pickled: a worker's copy has this class default.
+    block_table_cache: tuple | None = None
 
     def __init__(self, token_ids: list[int], sampling_params: SamplingParams | None = None,
                  seq_id: int | None = None):
@@ -49,8 +52,6 @@ class Sequence:
         self.num_computed_tokens = 0
         self.num_cached_tokens = 0
         self.block_table: list[int] = []
-        # (block_table, the same as an int32 array), kept by model_inputs.block_table_array.
-        self.block_table_cache: tuple | None = None
         self.finish_reason: str | None = None  # None, "stop" or "length"
 
     @property
@@ -86,10 +87,10 @@ class Sequence:
         the last token is left to compute (every decode step) that is ``last_token_id``, so the
         list stays behind and the copy has ``token_ids = None``: per step, only the counters,
         the block table and one token cross the process boundary, however long the sequence.
-        The array copy of the block table stays behind too: the worker makes its own.
+        The array copy of the block table (``block_table_cache``) always stays behind.
         """
         state = self.__dict__.copy()
-        state["block_table_cache"] = None
+        state.pop("block_table_cache", None)
         if self.num_computed_tokens == self.num_tokens - 1:
             state["token_ids"] = None
         return state

@@ -46,11 +46,11 @@ def packed_logits(runner, token_lists):
     for tokens in token_lists:
         count = -(-len(tokens) // runner.block_size)
         seqs.append(SimpleNamespace(token_ids=tokens, num_computed_tokens=0,
-                                    block_table=list(range(next_block, next_block + count)),
-                                    block_table_cache=None))
+                                    block_table=list(range(next_block, next_block + count))))
         next_block += count
     batch = SimpleNamespace(seqs=seqs, num_new_tokens=[len(t) for t in token_lists],
                             is_prefill=[True] * len(seqs), do_sample=[True] * len(seqs))
     with torch.inference_mode():
-        inputs = prepare_model_inputs(batch, runner.block_size, runner.device)
+        inputs = prepare_model_inputs(batch, runner.block_size, runner.device,
+                                      keep_block_tables=False)
         return runner.model.compute_logits(runner.forward(inputs))

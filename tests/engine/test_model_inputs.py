@@ -82,14 +82,18 @@ def test_inputs_match_the_reference_every_step(seed):
         if batch.seqs:
             seen["decode_only" if not any(batch.is_prefill) else "mixed"] += 1
             expected = reference(batch, block_size)
-            assert as_lists(prepare_model_inputs(batch, block_size, CPU)) == expected
-            # The general path, taken for every sequence, agrees with the decode fast path.
-            general = replace(batch, is_prefill=[True] * len(batch))
-            assert as_lists(prepare_model_inputs(general, block_size, CPU)) == expected
+            for keep in (True, False):  # block tables kept as arrays, or read from the lists
+                inputs = prepare_model_inputs(batch, block_size, CPU, keep_block_tables=keep)
+                assert as_lists(inputs) == expected
+                # The general path, taken for every sequence, agrees with the decode fast path.
+                general = replace(batch, is_prefill=[True] * len(batch))
+                inputs = prepare_model_inputs(general, block_size, CPU, keep_block_tables=keep)
+                assert as_lists(inputs) == expected
             # A worker's copies come without token lists in decode and without cached arrays.
             copy = pickle.loads(pickle.dumps(batch))
             assert all(seq.block_table_cache is None for seq in copy.seqs)
-            assert as_lists(prepare_model_inputs(copy, block_size, CPU)) == expected
+            inputs = prepare_model_inputs(copy, block_size, CPU, keep_block_tables=False)
+            assert as_lists(inputs) == expected
         scheduler.postprocess(batch, [rng.randrange(50) for _ in range(sum(batch.do_sample))])
     assert seen["decode_only"] and seen["mixed"]
 
@@ -124,3 +128,14 @@ def test_a_cached_block_table_array_follows_a_new_or_longer_table():
     seq.block_table = [7, 8, 9]  # same length, new list (as after a preemption)
     assert block_table_array(seq).tolist() == [7, 8, 9]
     assert np.asarray(block_table_array(seq)).dtype == np.int32
+
+
+def test_a_kept_block_table_array_is_not_pickled():
+    from nanovllm.engine.model_inputs import block_table_array
+
+    seq = Sequence([1, 2, 3], seq_id=5)
+    seq.block_table = [4, 5]
+    size = len(pickle.dumps(seq))
+    block_table_array(seq)
+    assert len(pickle.dumps(seq)) == size
+    assert pickle.loads(pickle.dumps(seq)).block_table_cache is None
