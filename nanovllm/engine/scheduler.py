@@ -38,7 +38,7 @@ class ScheduledBatch:
 
 def is_decode(seq: Sequence) -> bool:
     """True when the one token left to compute is the one the sequence sampled last."""
-    return seq.num_completion_tokens > 0 and seq.num_computed_tokens == seq.num_tokens - 1
+    return seq.num_tokens > seq.num_prompt_tokens and seq.num_computed_tokens == seq.num_tokens - 1
 
 
 class Scheduler:
