@@ -49,9 +49,9 @@ class SamplingTensors:
 
     @classmethod
     def from_params(cls, params: list, steps: list[int], device) -> "SamplingTensors":
-        # Built with numpy, several times faster than torch.tensor on nested lists. In float64,
-        # which holds every parameter exactly, so the two facts are those of the parameters
-        # themselves (float32 could round a top_p just below 1 up to 1).
+        # Built with numpy, several times faster than torch.tensor on nested lists, and first in
+        # float64, exact for every float setting, so that the two facts below are those of the
+        # settings themselves (float32 could round a top_p just below 1 up to 1).
         table = np.array([[p.temperature for p in params], [p.top_k for p in params],
                           [p.top_p for p in params]], dtype=np.float64)
         table[1] = np.maximum(table[1], 0)  # top_k -1 means off, like 0
