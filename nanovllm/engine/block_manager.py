@@ -101,6 +101,8 @@ class BlockManager:
         # ``hits`` only come with a waiting sequence, which has no table and no computed tokens.
         end = seq.num_computed_tokens + len(hits) * self.block_size + num_new_tokens
         new_blocks = -(-end // self.block_size) - len(seq.block_table) - len(hits)
+        if not hits:  # every running sequence, every step: skip the (empty) sum
+            return new_blocks
         return new_blocks + sum(self.blocks[b].ref_count == 0 for b in hits)
 
     def allocate(self, seq: Sequence, num_new_tokens: int, hits: tuple[int, ...] = ()) -> None:

@@ -25,7 +25,7 @@ import torch
 
 from nanovllm.engine.cuda_graph import DecodeGraphs
 from nanovllm.engine.kv_cache import allocate_kv_cache, choose_num_blocks
-from nanovllm.engine.model_inputs import ModelInputs, prepare_model_inputs
+from nanovllm.engine.model_inputs import ModelInputs, PinnedStaging, prepare_model_inputs
 from nanovllm.engine.parallel import fewest_across_group
 from nanovllm.engine.torch_compile import compile_small_ops
 from nanovllm.layers.linear import building_shard
@@ -82,6 +82,7 @@ class ModelRunner:
         if self.device.type == "cuda" and config.enable_torch_compile:
             compile_small_ops(self.model)
         self.random_keys = np.random.default_rng(config.seed)  # for requests without a seed
+        self.staging = PinnedStaging()  # host memory every step's inputs are copied from
         self.activation_bytes = 0  # peak memory of the largest step, kept free of KV cache
         if self.device.type == "cuda" and config.num_kvcache_blocks == 0:
             self.activation_bytes = self.measure_activation_bytes()
@@ -113,7 +114,7 @@ class ModelRunner:
     def sampling_tensors(self, seqs) -> SamplingTensors:
         return SamplingTensors.from_params([seq.sampling_params for seq in seqs],
                                            [seq.num_completion_tokens for seq in seqs],
-                                           self.random_keys, self.device)
+                                           self.random_keys, self.device, self.staging)
 
     @torch.inference_mode()
     def run(self, batch) -> list[int]:
@@ -121,7 +122,9 @@ class ModelRunner:
         if self.model is None:
             raise RuntimeError("the engine was closed; this LLM cannot run any more, "
                                "make a new one")
-        inputs = prepare_model_inputs(batch, self.block_size, self.device)
+        # Rank 0 holds the scheduler's own sequences; a worker's are unpickled copies.
+        inputs = prepare_model_inputs(batch, self.block_size, self.device,
+                                      keep_block_tables=self.rank == 0, staging=self.staging)
         sampled = [seq for seq, do in zip(batch.seqs, batch.do_sample, strict=True) if do]
         # Only rank 0 samples (tensor parallelism: the others get no logits).
         sampling = self.sampling_tensors(sampled) if sampled and self.rank == 0 else None
@@ -160,13 +163,15 @@ class ModelRunner:
             seqs.append(SimpleNamespace(token_ids=[0] * n, num_computed_tokens=0,
                                         block_table=list(range(first_block, first_block + count))))
             first_block += count
-        warmup = SimpleNamespace(seqs=seqs, num_new_tokens=lengths, do_sample=[True] * len(seqs))
+        warmup = SimpleNamespace(seqs=seqs, num_new_tokens=lengths, is_prefill=[True] * len(seqs),
+                                 do_sample=[True] * len(seqs))
         scratch = allocate_kv_cache(self.model, self.model.config, first_block, self.block_size,
                                     self.dtype, device)
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
         baseline = torch.cuda.memory_allocated(device)
-        hidden = self.forward_eager(prepare_model_inputs(warmup, self.block_size, device))
+        inputs = prepare_model_inputs(warmup, self.block_size, device, keep_block_tables=False)
+        hidden = self.forward_eager(inputs)
         rows = torch.arange(config.max_num_seqs, device=device) % tokens
         logits = self.model.compute_logits(hidden[rows])
         ones = torch.ones(config.max_num_seqs, device=device)

@@ -38,7 +38,7 @@ class ScheduledBatch:
 
 def is_decode(seq: Sequence) -> bool:
     """True when the one token left to compute is the one the sequence sampled last."""
-    return seq.num_completion_tokens > 0 and seq.num_computed_tokens == seq.num_tokens - 1
+    return seq.num_tokens > seq.num_prompt_tokens and seq.num_computed_tokens == seq.num_tokens - 1
 
 
 class Scheduler:
@@ -132,9 +132,10 @@ class Scheduler:
     def _make_room(self, seq: Sequence, n: int, batch: ScheduledBatch) -> bool:
         """Preempt the newest running sequences until ``seq``'s next ``n`` tokens fit.
         False if ``seq`` itself had to be preempted."""
-        while self.block_manager.num_blocks_needed(seq, n) > self.block_manager.num_free_blocks:
+        bm = self.block_manager
+        while bm.num_blocks_needed(seq, n) > bm.num_free_blocks:
             victim = self.running.pop()
-            self.block_manager.free(victim)
+            bm.free(victim)
             victim.status = SequenceStatus.WAITING
             victim.num_computed_tokens = victim.num_cached_tokens = 0
             self.waiting.appendleft(victim)

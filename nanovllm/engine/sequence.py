@@ -35,6 +35,9 @@ class Sequence:
     """
 
     _next_id = itertools.count()
+    # (block_table, the same as an int32 array), set by model_inputs.block_table_array on the
+    # driver's sequences. Never pickled: a worker's copy has this class default.
+    block_table_cache: tuple | None = None
 
     def __init__(self, token_ids: list[int], sampling_params: SamplingParams | None = None,
                  seq_id: int | None = None):
@@ -84,8 +87,10 @@ class Sequence:
         the last token is left to compute (every decode step) that is ``last_token_id``, so the
         list stays behind and the copy has ``token_ids = None``: per step, only the counters,
         the block table and one token cross the process boundary, however long the sequence.
+        The array copy of the block table (``block_table_cache``) always stays behind.
         """
         state = self.__dict__.copy()
+        state.pop("block_table_cache", None)
         if self.num_computed_tokens == self.num_tokens - 1:
             state["token_ids"] = None
         return state

@@ -36,7 +36,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from nanovllm.engine.model_inputs import copy_to
 from nanovllm.kernels.sample import exponential_race
+
+MAX_SCALE = 1e6  # the largest 1 / temperature used
 
 # Probabilities carry float32 rounding of ~1e-7; mass within this much of p counts as p.
 NUCLEUS_TOLERANCE = 1e-6
@@ -52,31 +55,29 @@ class SamplingTensors:
 
     @classmethod
     def from_params(cls, params: list, steps: list[int], keys: np.random.Generator,
-                    device) -> "SamplingTensors":
+                    device, staging=None) -> "SamplingTensors":
         """Tensors for rows with these parameters; ``steps``: tokens each has generated.
 
         ``keys`` draws the keys of the rows without a seed; every value is worked out on
-        the host and sent in one copy per dtype, and nothing waits for the GPU.
+        the host and sent in one copy per dtype (through ``staging``, the runner's pinned
+        buffers, see ``engine/model_inputs.py``), and nothing waits for the GPU.
         """
-        temperatures = np.array([p.temperature for p in params], dtype=np.float32)
-        scales = np.divide(1, temperatures, out=np.zeros_like(temperatures),
-                           where=temperatures > 0)
+        temperatures = np.array([p.temperature for p in params], dtype=np.float64)
+        # 1 / T in float64, capped so that float32 logits * scale stay finite (a temperature
+        # below 1 / MAX_SCALE is as good as greedy, but breaks ties the same way)
+        scales = np.minimum(np.divide(1, temperatures, out=np.zeros_like(temperatures),
+                                      where=temperatures > 0), MAX_SCALE)
         floats = np.stack([scales, np.array([max(p.top_k, 0) for p in params]),
                            np.array([p.top_p for p in params])]).astype(np.float32)
         row_keys = keys.integers(0, 2**63, size=len(params), dtype=np.int64)
         for row, (p, step) in enumerate(zip(params, steps, strict=True)):
             if p.seed is not None:
                 row_keys[row] = hash((p.seed, step)) & (2**63 - 1)
-        floats, row_keys = to_device(floats, device), to_device(row_keys, device)
+        device = torch.device(device)
+        floats = copy_to(device, floats, staging, "sampling parameters")
+        row_keys = copy_to(device, row_keys, staging, "sampling keys")
         return cls(scales=floats[0], top_ks=floats[1].long(), top_ps=floats[2], keys=row_keys,
                    truncates=any(p.top_k > 0 or p.top_p < 1 for p in params))
-
-
-def to_device(array: np.ndarray, device) -> torch.Tensor:
-    tensor = torch.from_numpy(array)
-    if torch.device(device).type == "cuda":  # from pinned memory, the copy does not wait
-        return tensor.pin_memory().to(device, non_blocking=True)
-    return tensor
 
 
 def truncated_probs(logits: torch.Tensor, top_ks: torch.Tensor,

@@ -49,7 +49,8 @@ def packed_logits(runner, token_lists):
                                     block_table=list(range(next_block, next_block + count))))
         next_block += count
     batch = SimpleNamespace(seqs=seqs, num_new_tokens=[len(t) for t in token_lists],
-                            do_sample=[True] * len(seqs))
+                            is_prefill=[True] * len(seqs), do_sample=[True] * len(seqs))
     with torch.inference_mode():
-        inputs = prepare_model_inputs(batch, runner.block_size, runner.device)
+        inputs = prepare_model_inputs(batch, runner.block_size, runner.device,
+                                      keep_block_tables=False)
         return runner.model.compute_logits(runner.forward_eager(inputs))
