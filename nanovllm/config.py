@@ -48,7 +48,7 @@ class Config:
     tensor_parallel_size: int = 1
     tp_timeout_s: float = 120.0  # longest wait on tensor-parallel workers (start-up or a step)
     enforce_eager: bool = False  # True = no CUDA graphs
-    enable_torch_compile: bool = True  # GPU only: fuse norms, rotary, activation
+    enable_torch_compile: bool = True  # GPU only: fuse norms, activation
     dtype: str = "auto"
     device: str = "auto"
     seed: int = 0

@@ -73,6 +73,7 @@ def profile_steps(engine: LLMEngine, out_dir: str | Path, batch_size: int = 256,
 KERNEL_KINDS = [
     ("decode_attention", "attention: decode"), ("combine_splits", "attention: decode"),
     ("prefill_attention", "attention: prefill"), ("store_kvcache", "KV cache store"),
+    ("qk_norm_rotary", "q/k norm and rotary"),
     ("nccl", "communication"), ("gemm", "matrix products"), ("nvjet", "matrix products"),
     ("xmma", "matrix products"), ("cutlass", "matrix products"), ("triton_", "fused element-wise"),
     ("memcpy", "copies"), ("memset", "copies"), ("copy", "copies"), ("fill", "copies"),

@@ -1,18 +1,21 @@
-"""torch.compile for the small element-wise pieces: norms, rotary, activation.
+"""torch.compile for the small element-wise pieces: norms and activation.
 
 A decode step of a small model is hundreds of tiny kernels. Matrix products and
 attention are a few each, but the glue around them is many: an RMSNorm in eager
-PyTorch is six kernels (cast, square, mean, rsqrt, multiply, multiply), the rotary
-embedding a dozen, and each kernel reads and writes its whole input. A CUDA graph takes
+PyTorch is six kernels (cast, square, mean, rsqrt, multiply, multiply), the gated
+activation two, and each kernel reads and writes its whole input. A CUDA graph takes
 away the launch cost but not the kernels themselves, each of which still costs a few
 microseconds. ``torch.compile`` traces such a piece and generates one fused Triton
 kernel for it, so the data crosses memory once.
 
 Only the pieces the layers expose as plain functions are compiled (``PIECES``), never
 the whole model: the attention kernels are our own, the matrix products are cuBLAS'
-already, and a small compiled surface keeps start-up short. Each function is compiled
-once per process with ``dynamic=True`` (the number of tokens is a symbol, so one kernel
-serves every batch size) and shared by all the modules that use it.
+already, and a small compiled surface keeps start-up short. The attention block's
+per-head query and key norms and its rotary embedding are not compiled either: they are
+one Triton kernel of our own (``kernels/qk_norm_rotary.py``) where torch.compile would
+make four. Each function is compiled once per process with ``dynamic=True`` (the number
+of tokens is a symbol, so one kernel serves every batch size) and shared by all the
+modules that use it.
 
 If the compiler fails (no working toolchain, an unsupported op), the piece falls back to
 eager PyTorch with a warning: compiling is an optimisation, never a requirement. CPU runs
@@ -27,12 +30,10 @@ import torch
 
 from nanovllm.layers.activation import SiluAndMul
 from nanovllm.layers.layernorm import RMSNorm
-from nanovllm.layers.rotary_embedding import RotaryEmbedding
 
 # module class -> names of the static functions its forward looks up on the instance
 PIECES = {
     RMSNorm: ("norm", "add_norm"),
-    RotaryEmbedding: ("rotate_qk",),
     SiluAndMul: ("function",),
 }
 

@@ -7,8 +7,11 @@ between the two tokens, which is what lets a cached key, computed once, stay val
 for every later query. The cosines and sines of every position are computed once,
 in float32, and looked up by position at run time.
 
-``apply_rotary`` is a plain function (a dozen small kernels in eager PyTorch) that the
-model runner may hand to ``torch.compile`` to fuse (see ``engine/torch_compile.py``).
+``apply_rotary`` is a plain function, a dozen small kernels in eager PyTorch. The model
+does not call it through this layer: its attention block (``models/qwen3.py``) rotates q
+and k together with their per-head norms in one kernel of our own
+(``kernels/qk_norm_rotary.py``), whose torch path is ``apply_rotary`` itself, reading
+this layer's tables.
 """
 
 import torch
@@ -30,9 +33,6 @@ def apply_rotary(positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor,
 
 
 class RotaryEmbedding(nn.Module):
-    # Looked up on the instance, so that torch_compile.py can swap in a compiled version.
-    rotate_qk = staticmethod(apply_rotary)
-
     def __init__(self, head_dim: int, max_position: int, theta: float):
         super().__init__()
         exponents = torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim
@@ -43,4 +43,5 @@ class RotaryEmbedding(nn.Module):
         self.register_buffer("sin", angles.sin(), persistent=False)
 
     def forward(self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor):
-        return self.rotate_qk(positions, q, k, self.cos, self.sin)
+        """The rotation alone, as new tensors (the model uses the fused kernel instead)."""
+        return apply_rotary(positions, q, k, self.cos, self.sin)

@@ -13,6 +13,7 @@ with the residual additions fused into the following RMSNorm.
 import torch
 from torch import nn
 
+from nanovllm.kernels.qk_norm_rotary import qk_norm_rotary
 from nanovllm.layers.activation import SiluAndMul
 from nanovllm.layers.attention import Attention, AttentionMetadata
 from nanovllm.layers.embed_head import ParallelLMHead, VocabParallelEmbedding
@@ -53,11 +54,23 @@ class Qwen3Attention(nn.Module):
         q = q.view(-1, self.num_heads, self.head_dim)
         k = k.view(-1, self.num_kv_heads, self.head_dim)
         v = v.view(-1, self.num_kv_heads, self.head_dim)
-        if self.q_norm is not None:
-            q, k = self.q_norm(q), self.k_norm(k)
-        q, k = self.rotary_emb(positions, q, k)
+        self.norm_and_rotate(positions, q, k)
         out = self.attn(q, k, v, meta)
         return self.o_proj(out.flatten(1))
+
+    def norm_and_rotate(self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor) -> None:
+        """q_norm and k_norm (Qwen3 only), then the rotary embedding: in place, in q and k.
+
+        Run as layers, that is four small kernels (two norms, two rotations); here it is one
+        (``kernels/qk_norm_rotary.py``), whose torch path computes exactly what the layers
+        would: ``rms_norm`` with each norm's weight, then ``apply_rotary`` with the tables.
+        """
+        q_weight = k_weight = None
+        eps = 0.0  # unused without norms
+        if self.q_norm is not None:
+            q_weight, k_weight, eps = self.q_norm.weight, self.k_norm.weight, self.q_norm.eps
+        qk_norm_rotary(positions, q, k, self.rotary_emb.cos, self.rotary_emb.sin,
+                       q_weight, k_weight, eps)
 
 
 class Qwen3MLP(nn.Module):

@@ -17,10 +17,13 @@ import torch
 from nanovllm.kernels import (
     decode_attention,
     prefill_attention,
+    qk_norm_rotary,
     sample,
     store_kvcache,
     triton_support,
 )
+from nanovllm.layers.layernorm import RMSNorm
+from nanovllm.layers.rotary_embedding import RotaryEmbedding
 
 ON_GPU = torch.cuda.is_available()
 DEVICE = "cuda" if ON_GPU else "cpu"
@@ -114,6 +117,78 @@ def test_store_kvcache_kernel_matches_reference(dtype):
     assert torch.equal(k_cache, expected_k) and torch.equal(v_cache, expected_v)
     flat = k_cache.flatten(0, 1)
     assert torch.equal(flat[slots[0]], key[0])
+
+
+def fused_qkv_views(num_tokens: int, heads: int, kv_heads: int, head_dim: int, dtype,
+                    device=DEVICE, seed: int = 0):
+    """A random [tokens, q | k | v] projection output, and q, k as the model views it."""
+    generator = torch.Generator().manual_seed(seed)
+    q_size, kv_size = heads * head_dim, kv_heads * head_dim
+    qkv = torch.randn(num_tokens, q_size + 2 * kv_size, generator=generator).to(device, dtype)
+    q = qkv[:, :q_size].view(num_tokens, heads, head_dim)
+    k = qkv[:, q_size:q_size + kv_size].view(num_tokens, kv_heads, head_dim)
+    return qkv, q, k
+
+
+def shuffled_positions(num_tokens: int, max_position: int, dtype, device=DEVICE):
+    """Positions out of order, the first and the last the tables hold among them."""
+    generator = torch.Generator().manual_seed(1)
+    middle = torch.randperm(max_position - 2, generator=generator)[:num_tokens - 2] + 1
+    return torch.cat([torch.tensor([max_position - 1]), middle, torch.tensor([0])]).to(device, dtype)
+
+
+@triton_here
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("qk_norm", [True, False])  # Qwen3; Qwen2 and Llama
+@pytest.mark.parametrize("position_dtype", [torch.int32, torch.int64])
+@pytest.mark.parametrize("heads, kv_heads", [SHAPES[:2], (6, 3)])  # tiles with masked rows
+def test_qk_norm_rotary_kernel_matches_reference(dtype, qk_norm, position_dtype, heads, kv_heads):
+    head_dim, max_position, num_tokens, eps = SHAPES[2], 500, 11, 1e-6
+    rotary = RotaryEmbedding(head_dim, max_position, 1e6).to(DEVICE)
+    qkv, q, k = fused_qkv_views(num_tokens, heads, kv_heads, head_dim, dtype)
+    # Outputs mostly below 2 in size, where one bf16 rounding step (2**-7) is within TOLERANCE.
+    if qk_norm:  # rows far from unit scale, gains far from 1
+        qkv.mul_(3)
+        generator = torch.Generator().manual_seed(2)
+        weights = [(0.5 + 0.1 * torch.randn(head_dim, generator=generator)).to(DEVICE, dtype)
+                   for _ in range(2)]
+    else:
+        qkv.mul_(0.5)
+        weights = [None, None]
+    positions = shuffled_positions(num_tokens, max_position, position_dtype)
+    before = qkv.clone()
+    expected_q, expected_k = qk_norm_rotary.qk_norm_rotary_torch(
+        positions, q, k, rotary.cos, rotary.sin, *weights, eps)
+    qk_norm_rotary.qk_norm_rotary_triton(positions, q, k, rotary.cos, rotary.sin, *weights, eps)
+    for actual, expected in ((q, expected_q), (k, expected_k)):
+        difference = (actual.float() - expected.float()).abs().max().item()
+        print(f"qk_norm_rotary {dtype}, norm {qk_norm}: max |triton - torch| = {difference:.2e}")
+        assert difference <= TOLERANCE[dtype]
+    v_columns = slice((heads + kv_heads) * head_dim, None)
+    assert torch.equal(qkv[:, v_columns], before[:, v_columns])  # v is left alone
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("qk_norm", [True, False])
+def test_qk_norm_rotary_reference_is_the_unfused_layers(dtype, qk_norm):
+    """On a CPU the fused call computes bit for bit what q_norm, k_norm and RoPE did as layers."""
+    heads, kv_heads, head_dim = 4, 2, 16
+    rotary = RotaryEmbedding(head_dim, 64, 1e6)
+    q_norm, k_norm = RMSNorm(head_dim, 1e-6).to(dtype), RMSNorm(head_dim, 1e-6).to(dtype)
+    generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        q_norm.weight.copy_(1 + 0.2 * torch.randn(head_dim, generator=generator))
+        k_norm.weight.copy_(1 + 0.2 * torch.randn(head_dim, generator=generator))
+    qkv, q, k = fused_qkv_views(7, heads, kv_heads, head_dim, dtype, device="cpu")
+    qkv.mul_(3)
+    positions = shuffled_positions(7, 64, torch.int64, device="cpu")
+    with torch.no_grad():
+        expected_q, expected_k = (rotary(positions, q_norm(q), k_norm(k)) if qk_norm
+                                  else rotary(positions, q, k))
+        weights = (q_norm.weight, k_norm.weight) if qk_norm else (None, None)
+        qk_norm_rotary.qk_norm_rotary(positions, q, k, rotary.cos, rotary.sin, *weights, 1e-6)
+    assert q.dtype == expected_q.dtype and k.dtype == expected_k.dtype
+    assert torch.equal(q, expected_q) and torch.equal(k, expected_k)
 
 
 @triton_here
