@@ -101,10 +101,16 @@ class PhaseClock:
 
     ``run`` ends with the sampled ids copied to the host, so it includes waiting for the
     GPU; ``schedule`` and ``postprocess`` are pure host work the GPU never overlaps.
+    Three parts of ``run`` are clocked on their own (and stay inside ``run``'s figure):
+    building the step's input tensors, building the sampling tensors, and launching the
+    CUDA graph (copies into its static buffers, then the replay call).
     """
 
+    PARTS = ("run: inputs", "run: sampling tensors", "run: graph launch")
+
     def __init__(self, engine: LLMEngine):
-        self.engine, self.seconds = engine, {"schedule": 0.0, "run": 0.0, "postprocess": 0.0}
+        self.engine = engine
+        self.seconds = dict.fromkeys(("schedule", "run", "postprocess", *self.PARTS), 0.0)
 
     def timed(self, name: str, function):
         def wrapper(*args, **kwargs):
@@ -116,16 +122,28 @@ class PhaseClock:
         return wrapper
 
     def __enter__(self):
-        engine = self.engine
-        self.saved = engine.scheduler, engine.model_runner.run
+        from nanovllm.engine import model_runner as module
+
+        engine, runner = self.engine, self.engine.model_runner
+        self.saved_prepare = module.prepare_model_inputs
+        module.prepare_model_inputs = self.timed("run: inputs", module.prepare_model_inputs)
         engine.scheduler.schedule = self.timed("schedule", engine.scheduler.schedule)
         engine.scheduler.postprocess = self.timed("postprocess", engine.scheduler.postprocess)
-        engine.model_runner.run = self.timed("run", engine.model_runner.run)
+        runner.run = self.timed("run", runner.run)
+        runner.sampling_tensors = self.timed("run: sampling tensors", runner.sampling_tensors)
+        if runner.graphs is not None:
+            runner.graphs.replay = self.timed("run: graph launch", runner.graphs.replay)
         return self
 
     def __exit__(self, *exc):
-        scheduler, _ = self.saved
-        del scheduler.schedule, scheduler.postprocess, self.engine.model_runner.run
+        from nanovllm.engine import model_runner as module
+
+        runner = self.engine.model_runner
+        module.prepare_model_inputs = self.saved_prepare
+        del self.engine.scheduler.schedule, self.engine.scheduler.postprocess
+        del runner.run, runner.sampling_tensors
+        if runner.graphs is not None:
+            del runner.graphs.replay
 
 
 def profile_workload(engine: LLMEngine, workload, out_dir: str | Path) -> dict:

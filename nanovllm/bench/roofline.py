@@ -49,6 +49,19 @@ class Hardware:
 # 3.35 TB/s of HBM3; BF16 Tensor Core 1,979 TFLOP/s *with sparsity*, so 989 dense.
 H100_SXM = Hardware("NVIDIA H100 SXM5 (datasheet)", 3.35e12, 989e12,
                     "NVIDIA H100 Tensor Core GPU datasheet: 3.35 TB/s, 989 TFLOP/s dense BF16")
+# NVIDIA H200 Tensor Core GPU datasheet, SXM column: the same chip with 4.8 TB/s of HBM3e;
+# the same 1,979 TFLOP/s BF16 with sparsity, 989 dense.
+H200_SXM = Hardware("NVIDIA H200 SXM (datasheet)", 4.8e12, 989e12,
+                    "NVIDIA H200 Tensor Core GPU datasheet: 4.8 TB/s, 989 TFLOP/s dense BF16")
+
+
+def hardware_for(device_name: str) -> Hardware:
+    """The datasheet to bound a run on this GPU: the H200's for an H200, else the H100's.
+
+    The H100 is the GPU the targets are set for; on any other GPU the record's roofline
+    names the H100 datasheet it was computed from, so nobody reads it as that GPU's bound.
+    """
+    return H200_SXM if "H200" in device_name else H100_SXM
 
 
 @dataclass(frozen=True)

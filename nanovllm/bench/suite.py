@@ -33,7 +33,7 @@ from nanovllm.bench import workloads
 from nanovllm.bench.harness import run_workload, settings, use_runtime, use_scheduler, warm_up
 from nanovllm.bench.profile import profile_steps, profile_workload
 from nanovllm.bench.record import environment, make_record, write_record
-from nanovllm.bench.roofline import H100_SXM, decode_step_bound, model_cost, workload_bound
+from nanovllm.bench.roofline import decode_step_bound, hardware_for, model_cost, workload_bound
 from nanovllm.engine.llm_engine import LLMEngine
 from nanovllm.kernels import decode_attention
 
@@ -66,15 +66,19 @@ def tune_decode_tile(out_dir: Path, num_tiles: int | None = None) -> None:
 
 
 def roofline_for(engine: LLMEngine, workload: workloads.Workload) -> dict | None:
-    """The H100 roofline bound for workloads (a), (b) and (e); None for the others."""
+    """The roofline bound for workloads (a), (b) and (e); None for the others.
+
+    The datasheet is the GPU's own where roofline.py has it (H100, H200), else the H100's.
+    """
     if workload.name[0] not in "abe":
         return None
+    hardware = hardware_for(torch.cuda.get_device_name() if torch.cuda.is_available() else "")
     cost = model_cost(engine.model_config, engine.model_runner.dtype.itemsize)
     lengths = [(len(r.prompt_token_ids), r.max_tokens) for r in workload.requests]
-    bound = workload_bound(cost, lengths, H100_SXM, engine.config.max_num_batched_tokens)
+    bound = workload_bound(cost, lengths, hardware, engine.config.max_num_batched_tokens)
     if len(lengths) == 1:  # one request: the floor of its time per output token
         prompt, output = lengths[0]
-        steps = [decode_step_bound(cost, [prompt + k], H100_SXM) for k in range(1, output)]
+        steps = [decode_step_bound(cost, [prompt + k], hardware) for k in range(1, output)]
         bound["tpot_floor_ms"] = sum(steps) / len(steps) * 1e3
     return bound
 

@@ -16,7 +16,9 @@ from nanovllm.bench.record import SCHEMA, environment, make_record, record_name
 from nanovllm.bench.report import load_records, summarize_records
 from nanovllm.bench.roofline import (
     H100_SXM,
+    H200_SXM,
     decode_step_bound,
+    hardware_for,
     model_cost,
     parameter_count,
     workload_bound,
@@ -103,6 +105,16 @@ def test_roofline_of_one_small_request_by_hand():
     assert step == pytest.approx((1_192_099_840 + 514 * 114_688) / 3.35e12)
 
 
+def test_roofline_uses_the_datasheet_of_the_gpu_it_ran_on():
+    assert hardware_for("NVIDIA H200") is H200_SXM
+    assert hardware_for("NVIDIA H100 80GB HBM3") is H100_SXM
+    assert hardware_for("NVIDIA A100-SXM4-80GB") is H100_SXM  # named as such in the record
+    # the same chip with more bandwidth: a memory-bound step is 3.35 / 4.8 shorter
+    cost = model_cost(QWEN3_06B)
+    ratio = decode_step_bound(cost, [513], H200_SXM) / decode_step_bound(cost, [513], H100_SXM)
+    assert ratio == pytest.approx(3.35 / 4.8)
+
+
 def test_roofline_of_workload_a_matches_a_token_by_token_count():
     a = workloads.build("a", vocab_size=151936)
     lengths = [(len(r.prompt_token_ids), r.max_tokens) for r in a.requests]
@@ -163,3 +175,24 @@ def test_transformers_baseline_counts_only_requested_tokens(tmp_path):
     assert record["results"]["output_tokens"] == requested
     assert record["settings"]["attn_implementation"] == "sdpa"
     assert not record["results"]["stopped_by_max_time"]
+
+
+def test_profile_workload_clocks_every_phase_and_restores_the_engine(tmp_path):
+    from nanovllm.bench.profile import PhaseClock, profile_workload
+
+    engine = LLMEngine("", device="cpu", max_model_len=256)
+    workload = workloads.build("b", engine.model_config.vocab_size, small=True)
+    summary = profile_workload(engine, workload, tmp_path)
+    phases = summary["host_phase_s"]
+    assert set(phases) == {"schedule", "run", "postprocess", *PhaseClock.PARTS}
+    assert all(phases[name] > 0 for name in ("schedule", "run", "postprocess", "run: inputs",
+                                             "run: sampling tensors"))
+    assert phases["run: graph launch"] == 0  # the CPU has no CUDA graphs
+    assert phases["run: inputs"] + phases["run: sampling tensors"] < phases["run"]
+    assert summary["steps"] == 1 + 16 - 1  # one prefill step, then one step a further token
+    # the clock patched instances and a module; none of it stays behind
+    from nanovllm.engine import model_runner
+    from nanovllm.engine.model_inputs import prepare_model_inputs
+    assert model_runner.prepare_model_inputs is prepare_model_inputs
+    assert "run" not in vars(engine.model_runner) and "schedule" not in vars(engine.scheduler)
+    assert json.loads((tmp_path / "profile_workload_b.json").read_text())["steps"] == 16
