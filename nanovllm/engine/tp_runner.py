@@ -21,7 +21,8 @@ worker sent if it had time to. Ctrl-C (``KeyboardInterrupt``) mid-step stops the
 workers too before it propagates. Either way the runner is closed for good.
 
 Clean-up: ``close()`` (also ``LLM.close()``, ``with LLM(...)``, and at interpreter exit)
-sends STOP, waits a little, kills what remains and leaves the group.
+gives its own graphs and memory back, sends STOP, waits a little, kills what
+remains and leaves the group, giving NCCL's teardown at most ``LEAVE_TIMEOUT_S``.
 """
 
 import dataclasses
@@ -73,7 +74,8 @@ class TensorParallelRunner(ModelRunner):
         check_tensor_parallel_size(model_config, size, device)
         if dist.is_initialized():
             raise RuntimeError("this process already belongs to a torch.distributed group; "
-                               "close() the other tensor-parallel LLM first")
+                               "close() the other tensor-parallel LLM first (if it was "
+                               "closed, NCCL's teardown hung: start a new process)")
         config = dataclasses.replace(config, device=device.type)  # workers must agree
         os.environ.update(NO_MULTICAST)  # before the workers start: they inherit it
         port, spawn = free_port(), mp.get_context("spawn")
@@ -119,8 +121,8 @@ class TensorParallelRunner(ModelRunner):
         """Stop the workers and leave the group; safe to call more than once."""
         if self.failure is None:
             self.failure = "the engine was closed"
+        super().close()  # first: the CUDA graphs hold NCCL collectives of the group
         self.stop_workers()
-        super().close()
 
     def run(self, batch) -> list[int]:
         if self.failure is not None:

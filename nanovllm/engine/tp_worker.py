@@ -60,4 +60,5 @@ def worker_main(rank: int, config, model_config, folder, port: int, conn) -> Non
         except OSError:
             pass
         os._exit(1)  # at once, no clean-up: the driver learns of the failure when we end
+    runner.close()  # the CUDA graphs hold NCCL collectives: let them go before the group
     leave_group()

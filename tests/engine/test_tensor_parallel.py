@@ -202,6 +202,26 @@ def test_ctrl_c_stops_the_workers(tmp_path):
     assert not [pid for pid in pids if Path(f"/proc/{pid}").exists()]
 
 
+def test_a_hung_nccl_teardown_is_given_up_after_its_timeout(monkeypatch):
+    """close() must return even when NCCL's abort never does (seen on H100s with graphs)."""
+    import threading
+    import time
+
+    from nanovllm.engine import parallel
+
+    never = threading.Event()
+    monkeypatch.setattr(parallel.dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(parallel.dist, "get_backend", lambda: "nccl")
+    monkeypatch.setattr(parallel, "abort_group", never.wait)  # blocks until released
+    start = time.monotonic()
+    with pytest.warns(RuntimeWarning, match="did not return within 0.3 s"):
+        assert parallel.leave_group(timeout_s=0.3) is False
+    assert 0.3 <= time.monotonic() - start < 2.0
+    never.set()  # let the thread end
+    monkeypatch.setattr(parallel, "abort_group", lambda: None)
+    assert parallel.leave_group(timeout_s=0.3) is True
+
+
 def test_sizes_the_model_cannot_split_are_refused():
     with pytest.raises(ValueError, match=r"tensor_parallel_size=3 is invalid for this model "
                                          r".*allowed sizes are \[1, 2, 4\]"):
