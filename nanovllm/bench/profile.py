@@ -102,11 +102,11 @@ class PhaseClock:
     ``run`` ends with the sampled ids copied to the host, so it includes waiting for the
     GPU; ``schedule`` and ``postprocess`` are pure host work the GPU never overlaps.
     Three parts of ``run`` are clocked on their own (and stay inside ``run``'s figure):
-    building the step's input tensors, building the sampling tensors, and launching the
-    CUDA graph (copies into its static buffers, then the replay call).
+    building the step's input arrays, building the sampling arrays, and launching the
+    CUDA graph (filling its static buffers, one copy, the replay call).
     """
 
-    PARTS = ("run: inputs", "run: sampling tensors", "run: graph launch")
+    PARTS = ("run: inputs", "run: sampling arrays", "run: graph launch")
 
     def __init__(self, engine: LLMEngine):
         self.engine = engine
@@ -125,12 +125,12 @@ class PhaseClock:
         from nanovllm.engine import model_runner as module
 
         engine, runner = self.engine, self.engine.model_runner
-        self.saved_prepare = module.prepare_model_inputs
-        module.prepare_model_inputs = self.timed("run: inputs", module.prepare_model_inputs)
+        self.saved_prepare = module.model_input_arrays
+        module.model_input_arrays = self.timed("run: inputs", module.model_input_arrays)
         engine.scheduler.schedule = self.timed("schedule", engine.scheduler.schedule)
         engine.scheduler.postprocess = self.timed("postprocess", engine.scheduler.postprocess)
         runner.run = self.timed("run", runner.run)
-        runner.sampling_tensors = self.timed("run: sampling tensors", runner.sampling_tensors)
+        runner.sampling_arrays = self.timed("run: sampling arrays", runner.sampling_arrays)
         if runner.graphs is not None:
             runner.graphs.replay = self.timed("run: graph launch", runner.graphs.replay)
         return self
@@ -139,9 +139,9 @@ class PhaseClock:
         from nanovllm.engine import model_runner as module
 
         runner = self.engine.model_runner
-        module.prepare_model_inputs = self.saved_prepare
+        module.model_input_arrays = self.saved_prepare
         del self.engine.scheduler.schedule, self.engine.scheduler.postprocess
-        del runner.run, runner.sampling_tensors
+        del runner.run, runner.sampling_arrays
         if runner.graphs is not None:
             del runner.graphs.replay
 

@@ -9,6 +9,12 @@ same static input buffers, copy each step's inputs into those buffers, round the
 up to the next captured size, and replay. Padding rows get slot -1 (nothing stored) and
 context length 0; what they compute is discarded.
 
+Filling the buffers must be cheap too, or the host's share of the step comes back: the
+static inputs are views of *one* device buffer with a page-locked twin on the host
+(``StaticInputs``). The host writes the step's values into the twin with numpy and the
+whole of it travels in one copy, so a step costs two calls into torch: the copy and
+the replay.
+
 A graph holds the whole step after the inputs are prepared: the model, the LM head
 and the sampler (whose random numbers come from per-row keys, an input like any
 other: see ``kernels/sample.py``). What comes back is the sampled token ids, and the
@@ -21,15 +27,67 @@ Prefill shapes vary with prompt lengths, and a prefill step is long enough on th
 that launch overhead matters little.
 """
 
+import numpy as np
 import torch
 
+from nanovllm.engine.model_inputs import InputArrays
 from nanovllm.layers.attention import AttentionMetadata
-from nanovllm.layers.sampler import SamplingTensors
+from nanovllm.layers.sampler import SamplingArrays, SamplingTensors
 
 
 def captured_sizes(max_batch: int) -> list[int]:
     sizes = [s for s in (1, 2, 4, 8) if s < max_batch] + list(range(16, max_batch, 16))
     return sizes + [max_batch]
+
+
+class StaticInputs:
+    """The graphs' inputs: views of one device buffer, filled from a pinned host twin.
+
+    Block tables come last, so a step copies only the rows its batch uses.
+    """
+
+    FIELDS = {"input_ids": np.int32, "positions": np.int32, "slot_mapping": np.int32,
+              "context_lens": np.int32, "scales": np.float32, "keys": np.int64,
+              "block_tables": np.int32}
+    ALIGN = 64  # bytes
+
+    def __init__(self, max_batch: int, max_blocks: int, device: torch.device):
+        shapes = dict.fromkeys(self.FIELDS, (max_batch,)) | {"block_tables": (max_batch,
+                                                                              max_blocks)}
+        self.offsets, total = {}, 0
+        for name, dtype in self.FIELDS.items():
+            self.offsets[name] = total
+            nbytes = int(np.prod(shapes[name])) * np.dtype(dtype).itemsize
+            total += -(-nbytes // self.ALIGN) * self.ALIGN
+        self.row_bytes = max_blocks * np.dtype(np.int32).itemsize
+        self.device_bytes = torch.zeros(total, dtype=torch.uint8, device=device)
+        self.host_bytes = torch.zeros(total, dtype=torch.uint8, pin_memory=True)
+        self.on_device, self.on_host = {}, {}
+        for name, dtype in self.FIELDS.items():
+            start = self.offsets[name]
+            end = start + int(np.prod(shapes[name])) * np.dtype(dtype).itemsize
+            torch_dtype = torch.from_numpy(np.zeros(0, dtype)).dtype
+            self.on_device[name] = self.device_bytes[start:end].view(torch_dtype).view(
+                shapes[name])
+            self.on_host[name] = self.host_bytes[start:end].numpy().view(dtype).reshape(
+                shapes[name])
+        self.on_host["slot_mapping"][:] = -1  # a padding row stores nothing, even at capture
+        self.copied: torch.cuda.Event | None = None
+        self.send(max_batch)
+
+    def send(self, rows: int) -> None:
+        """Copy the host twin to the device: every field, and block tables' first ``rows``."""
+        end = self.offsets["block_tables"] + rows * self.row_bytes
+        self.device_bytes[:end].copy_(self.host_bytes[:end], non_blocking=True)
+        self.copied = torch.cuda.Event()
+        self.copied.record()
+
+    def host(self) -> dict[str, np.ndarray]:
+        """The host twin's fields, once the last copy from it is done (it is, in practice:
+        every step ends by reading its tokens back)."""
+        if self.copied is not None:
+            self.copied.synchronize()
+        return self.on_host
 
 
 class DecodeGraphs:
@@ -38,15 +96,14 @@ class DecodeGraphs:
         max_blocks = -(-config.max_model_len // config.block_size)
         self.model, self.sampler = runner.model, runner.sampler
         self.sizes = captured_sizes(max_batch)
-        self.input_ids = torch.zeros(max_batch, dtype=torch.int32, device=device)
-        self.positions = torch.zeros(max_batch, dtype=torch.int32, device=device)
-        self.slot_mapping = torch.full((max_batch,), -1, dtype=torch.int32, device=device)
-        self.context_lens = torch.zeros(max_batch, dtype=torch.int32, device=device)
-        self.block_tables = torch.zeros(max_batch, max_blocks, dtype=torch.int32, device=device)
+        self.static = StaticInputs(max_batch, max_blocks, device)
+        fields = self.static.on_device
+        self.input_ids, self.positions = fields["input_ids"], fields["positions"]
+        self.slot_mapping, self.context_lens = fields["slot_mapping"], fields["context_lens"]
+        self.block_tables = fields["block_tables"]
         self.cu_seqlens_q = torch.arange(max_batch + 1, dtype=torch.int32, device=device)
         # Sampling parameters of each row (a padding row samples too; its token is dropped).
-        self.scales = torch.zeros(max_batch, dtype=torch.float32, device=device)
-        self.keys = torch.zeros(max_batch, dtype=torch.int64, device=device)
+        self.scales, self.keys = fields["scales"], fields["keys"]
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
         self.outputs: dict[int, tuple] = {}  # size -> (tokens, logits), rewritten by each replay
 
@@ -79,26 +136,26 @@ class DecodeGraphs:
         torch.cuda.synchronize()
         return graphs
 
-    def covers(self, inputs) -> bool:
-        meta = inputs.meta
-        return (meta.decode_only and len(inputs.input_ids) <= self.sizes[-1]
-                and meta.block_tables.shape[1] <= self.block_tables.shape[1])
+    def covers(self, arrays: InputArrays) -> bool:
+        return (arrays.decode_only and len(arrays.input_ids) <= self.sizes[-1]
+                and arrays.block_tables.shape[1] <= self.block_tables.shape[1])
 
-    def replay(self, inputs, sampling: SamplingTensors | None) -> tuple:
+    def replay(self, arrays: InputArrays, sampling: SamplingArrays | None) -> tuple:
         """Sampled token ids [n] and logits [n, vocab] (None, None on a worker)."""
-        n = len(inputs.input_ids)
+        n = len(arrays.input_ids)
         size = next(s for s in self.sizes if s >= n)
-        meta = inputs.meta
-        self.input_ids[:n] = inputs.input_ids
-        self.positions[:n] = inputs.positions
-        self.slot_mapping[:n] = meta.slot_mapping
-        self.slot_mapping[n:size] = -1
-        self.context_lens[:n] = meta.context_lens
-        self.context_lens[n:size] = 0
-        self.block_tables[:n, :meta.block_tables.shape[1]] = meta.block_tables
+        host = self.static.host()
+        host["input_ids"][:n] = arrays.input_ids
+        host["positions"][:n] = arrays.positions
+        host["slot_mapping"][:n] = arrays.slot_mapping
+        host["slot_mapping"][n:size] = -1
+        host["context_lens"][:n] = arrays.context_lens
+        host["context_lens"][n:size] = 0
+        host["block_tables"][:n, :arrays.block_tables.shape[1]] = arrays.block_tables
         if sampling is not None:
-            self.scales[:n] = sampling.scales
-            self.keys[:n] = sampling.keys
+            host["scales"][:n] = sampling.floats[0]
+            host["keys"][:n] = sampling.keys
+        self.static.send(n)  # padding rows' block tables are never read (context length 0)
         self.graphs[size].replay()
         tokens, logits = self.outputs[size]
         return (None, None) if tokens is None else (tokens[:n], logits[:n])

@@ -111,13 +111,28 @@ def block_table_array(seq) -> np.ndarray:
     return cached[1]
 
 
-def prepare_model_inputs(batch, block_size: int, device: torch.device,
-                         keep_block_tables: bool = True,
-                         staging: PinnedStaging | None = None) -> ModelInputs:
-    """The step's inputs on ``device``. With ``keep_block_tables`` each block table is kept as
-    an array on its sequence for the next step (``block_table_array``): right for the
+@dataclass
+class InputArrays:
+    """One step's inputs on the host (numpy, int64), before they travel to the device."""
+    input_ids: np.ndarray  # [tokens]
+    positions: np.ndarray  # [tokens]
+    slot_mapping: np.ndarray  # [tokens]
+    cu_seqlens_q: np.ndarray  # [seqs + 1]
+    context_lens: np.ndarray  # [seqs]
+    block_tables: np.ndarray  # [seqs, longest table], padded with -1
+    sample_rows: np.ndarray  # [sampled seqs]
+    max_query_len: int
+
+    @property
+    def decode_only(self) -> bool:
+        return self.max_query_len == 1
+
+
+def model_input_arrays(batch, block_size: int, keep_block_tables: bool = True) -> InputArrays:
+    """The step's inputs as host arrays. With ``keep_block_tables`` each block table is kept
+    as an array on its sequence for the next step (``block_table_array``): right for the
     scheduler's own sequences, pointless for sequences seen once, like the unpickled copies
-    a tensor-parallel worker gets every step. ``staging``: the runner's pinned buffers."""
+    a tensor-parallel worker gets every step."""
     seqs, num_seqs = batch.seqs, len(batch.seqs)
     if not any(batch.is_prefill):
         # Decode only, most steps: each sequence brings one token, the one it sampled last, at
@@ -153,15 +168,32 @@ def prepare_model_inputs(batch, block_size: int, device: torch.device,
     slot_mapping = (block_tables[seq_of_token, positions // block_size] * block_size
                     + positions % block_size)
     sample_rows = cu_seqlens_q[1:][np.array(batch.do_sample, dtype=bool)] - 1
+    return InputArrays(input_ids=input_ids, positions=positions, slot_mapping=slot_mapping,
+                       cu_seqlens_q=cu_seqlens_q, context_lens=starts + counts,
+                       block_tables=block_tables, sample_rows=sample_rows,
+                       max_query_len=int(counts.max()))
 
+
+def to_model_inputs(arrays: InputArrays, device: torch.device,
+                    staging: PinnedStaging | None = None) -> ModelInputs:
+    """The host arrays on ``device``, in one copy, as the model reads them."""
     on_device = to_device({
-        "input_ids": input_ids, "positions": positions, "slot_mapping": slot_mapping,
-        "cu_seqlens_q": cu_seqlens_q, "context_lens": starts + counts,
-        "block_tables": block_tables, "sample_rows": sample_rows}, device, staging)
-    max_query_len = int(counts.max())
+        "input_ids": arrays.input_ids, "positions": arrays.positions,
+        "slot_mapping": arrays.slot_mapping, "cu_seqlens_q": arrays.cu_seqlens_q,
+        "context_lens": arrays.context_lens, "block_tables": arrays.block_tables,
+        "sample_rows": arrays.sample_rows}, device, staging)
     meta = AttentionMetadata(
         slot_mapping=on_device["slot_mapping"], cu_seqlens_q=on_device["cu_seqlens_q"],
         context_lens=on_device["context_lens"], block_tables=on_device["block_tables"],
-        max_query_len=max_query_len, decode_only=max_query_len == 1)
+        max_query_len=arrays.max_query_len, decode_only=arrays.decode_only)
     return ModelInputs(input_ids=on_device["input_ids"], positions=on_device["positions"],
                        meta=meta, sample_rows=on_device["sample_rows"])
+
+
+def prepare_model_inputs(batch, block_size: int, device: torch.device,
+                         keep_block_tables: bool = True,
+                         staging: PinnedStaging | None = None) -> ModelInputs:
+    """The step's inputs on ``device`` (``model_input_arrays``, then ``to_model_inputs``);
+    ``staging``: the runner's pinned buffers."""
+    return to_model_inputs(model_input_arrays(batch, block_size, keep_block_tables), device,
+                           staging)

@@ -25,11 +25,17 @@ import torch
 
 from nanovllm.engine.cuda_graph import DecodeGraphs
 from nanovllm.engine.kv_cache import allocate_kv_cache, choose_num_blocks
-from nanovllm.engine.model_inputs import ModelInputs, PinnedStaging, prepare_model_inputs
+from nanovllm.engine.model_inputs import (
+    ModelInputs,
+    PinnedStaging,
+    model_input_arrays,
+    prepare_model_inputs,
+    to_model_inputs,
+)
 from nanovllm.engine.parallel import fewest_across_group
 from nanovllm.engine.torch_compile import compile_small_ops
 from nanovllm.layers.linear import building_shard
-from nanovllm.layers.sampler import Sampler, SamplingTensors
+from nanovllm.layers.sampler import Sampler, SamplingArrays, SamplingTensors
 from nanovllm.models.model_config import ModelConfig
 from nanovllm.models.qwen3 import Qwen3ForCausalLM
 from nanovllm.utils.loader import load_model
@@ -111,10 +117,10 @@ class ModelRunner:
         """Hidden states of every scheduled token: [tokens, hidden]."""
         return self.model(inputs.input_ids, inputs.positions, inputs.meta)
 
-    def sampling_tensors(self, seqs) -> SamplingTensors:
-        return SamplingTensors.from_params([seq.sampling_params for seq in seqs],
-                                           [seq.num_completion_tokens for seq in seqs],
-                                           self.random_keys, self.device, self.staging)
+    def sampling_arrays(self, seqs) -> SamplingArrays:
+        return SamplingArrays.from_params([seq.sampling_params for seq in seqs],
+                                          [seq.num_completion_tokens for seq in seqs],
+                                          self.random_keys)
 
     @torch.inference_mode()
     def run(self, batch) -> list[int]:
@@ -123,18 +129,18 @@ class ModelRunner:
             raise RuntimeError("the engine was closed; this LLM cannot run any more, "
                                "make a new one")
         # Rank 0 holds the scheduler's own sequences; a worker's are unpickled copies.
-        inputs = prepare_model_inputs(batch, self.block_size, self.device,
-                                      keep_block_tables=self.rank == 0, staging=self.staging)
+        arrays = model_input_arrays(batch, self.block_size, keep_block_tables=self.rank == 0)
         sampled = [seq for seq, do in zip(batch.seqs, batch.do_sample, strict=True) if do]
         # Only rank 0 samples (tensor parallelism: the others get no logits).
-        sampling = self.sampling_tensors(sampled) if sampled and self.rank == 0 else None
-        if self.graphs is not None and self.graphs.covers(inputs):
-            tokens, logits = self.graphs.replay(inputs, sampling)  # model, LM head, sampler
+        sampling = self.sampling_arrays(sampled) if sampled and self.rank == 0 else None
+        if self.graphs is not None and self.graphs.covers(arrays):
+            tokens, logits = self.graphs.replay(arrays, sampling)  # model, LM head, sampler
             if sampling is None:
                 return []
             if sampling.truncates:  # the graph's sampler knows no top-k / top-p: redo it
-                tokens = self.sampler(logits, sampling)
+                tokens = self.sampler(logits, sampling.to_tensors(self.device, self.staging))
             return tokens.tolist()
+        inputs = to_model_inputs(arrays, self.device, self.staging)
         hidden = self.forward_eager(inputs)
         if not sampled:  # only middle chunks of long prompts: their K/V was the point
             return []
@@ -143,7 +149,7 @@ class ModelRunner:
         logits = self.model.compute_logits(hidden)
         if logits is None:  # a tensor-parallel worker: rank 0 has the logits and samples
             return []
-        return self.sampler(logits, sampling).tolist()
+        return self.sampler(logits, sampling.to_tensors(self.device, self.staging)).tolist()
 
     @torch.inference_mode()
     def measure_activation_bytes(self) -> int:

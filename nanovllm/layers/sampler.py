@@ -25,7 +25,7 @@ Qwen3-0.6B), so in the common case (no top-k, no top-p) it is *one* kernel that 
 the logits once and never writes a probability: the race needs no softmax (see
 ``kernels/sample.py``). Nothing in it asks the GPU a question whose answer the host
 already knows ("does any row truncate?" would stop the CPU until the GPU catches up):
-``SamplingTensors.from_params`` works that out from the parameters. And since the keys
+``SamplingArrays.from_params`` works that out from the parameters. And since the keys
 are an input tensor, a decode step's sampling is captured in its CUDA graph with the
 model (``engine/cuda_graph.py``).
 """
@@ -56,28 +56,48 @@ class SamplingTensors:
     @classmethod
     def from_params(cls, params: list, steps: list[int], keys: np.random.Generator,
                     device, staging=None) -> "SamplingTensors":
-        """Tensors for rows with these parameters; ``steps``: tokens each has generated.
+        """``SamplingArrays.from_params``, then on ``device``."""
+        return SamplingArrays.from_params(params, steps, keys).to_tensors(device, staging)
 
-        ``keys`` draws the keys of the rows without a seed; every value is worked out on
-        the host and sent in one copy per dtype (through ``staging``, the runner's pinned
-        buffers, see ``engine/model_inputs.py``), and nothing waits for the GPU.
+
+@dataclass
+class SamplingArrays:
+    """The sampling tensors' values on the host: what a CUDA graph's buffers are filled with."""
+    floats: np.ndarray  # [3, rows] float32: scales, top-k (as a float), top-p
+    keys: np.ndarray  # [rows] int64
+    truncates: bool
+
+    @classmethod
+    def from_params(cls, params: list, steps: list[int],
+                    keys: np.random.Generator) -> "SamplingArrays":
+        """Values for rows with these parameters; ``steps``: tokens each has generated.
+
+        ``keys`` draws the keys of the rows without a seed. Everything is worked out on
+        the host, so nothing waits for the GPU.
         """
-        temperatures = np.array([p.temperature for p in params], dtype=np.float64)
+        table = np.array([(p.temperature, p.top_k, p.top_p) for p in params],
+                         dtype=np.float64).reshape(-1, 3).T
+        temperatures, top_ks, top_ps = table
         # 1 / T in float64, capped so that float32 logits * scale stay finite (a temperature
         # below 1 / MAX_SCALE is as good as greedy, but breaks ties the same way)
         scales = np.minimum(np.divide(1, temperatures, out=np.zeros_like(temperatures),
                                       where=temperatures > 0), MAX_SCALE)
-        floats = np.stack([scales, np.array([max(p.top_k, 0) for p in params]),
-                           np.array([p.top_p for p in params])]).astype(np.float32)
+        floats = np.stack([scales, np.maximum(top_ks, 0), top_ps]).astype(np.float32)
         row_keys = keys.integers(0, 2**63, size=len(params), dtype=np.int64)
         for row, (p, step) in enumerate(zip(params, steps, strict=True)):
             if p.seed is not None:
                 row_keys[row] = hash((p.seed, step)) & (2**63 - 1)
+        return cls(floats=floats, keys=row_keys,
+                   truncates=bool((top_ks > 0).any() or (top_ps < 1).any()))
+
+    def to_tensors(self, device, staging=None) -> SamplingTensors:
+        """On ``device``: one copy per dtype (through ``staging``, the runner's pinned
+        buffers, see ``engine/model_inputs.py``)."""
         device = torch.device(device)
-        floats = copy_to(device, floats, staging, "sampling parameters")
-        row_keys = copy_to(device, row_keys, staging, "sampling keys")
-        return cls(scales=floats[0], top_ks=floats[1].long(), top_ps=floats[2], keys=row_keys,
-                   truncates=any(p.top_k > 0 or p.top_p < 1 for p in params))
+        floats = copy_to(device, self.floats, staging, "sampling parameters")
+        keys = copy_to(device, self.keys, staging, "sampling keys")
+        return SamplingTensors(scales=floats[0], top_ks=floats[1].long(), top_ps=floats[2],
+                               keys=keys, truncates=self.truncates)
 
 
 def truncated_probs(logits: torch.Tensor, top_ks: torch.Tensor,

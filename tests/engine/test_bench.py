@@ -186,13 +186,13 @@ def test_profile_workload_clocks_every_phase_and_restores_the_engine(tmp_path):
     phases = summary["host_phase_s"]
     assert set(phases) == {"schedule", "run", "postprocess", *PhaseClock.PARTS}
     assert all(phases[name] > 0 for name in ("schedule", "run", "postprocess", "run: inputs",
-                                             "run: sampling tensors"))
+                                             "run: sampling arrays"))
     assert phases["run: graph launch"] == 0  # the CPU has no CUDA graphs
-    assert phases["run: inputs"] + phases["run: sampling tensors"] < phases["run"]
+    assert phases["run: inputs"] + phases["run: sampling arrays"] < phases["run"]
     assert summary["steps"] == 1 + 16 - 1  # one prefill step, then one step a further token
     # the clock patched instances and a module; none of it stays behind
     from nanovllm.engine import model_runner
-    from nanovllm.engine.model_inputs import prepare_model_inputs
-    assert model_runner.prepare_model_inputs is prepare_model_inputs
+    from nanovllm.engine.model_inputs import model_input_arrays
+    assert model_runner.model_input_arrays is model_input_arrays
     assert "run" not in vars(engine.model_runner) and "schedule" not in vars(engine.scheduler)
     assert json.loads((tmp_path / "profile_workload_b.json").read_text())["steps"] == 16

@@ -98,3 +98,42 @@ def test_cuda_graphs_change_nothing(reference):
     assert llm.engine.model_runner.graphs is not None, "CUDA graph capture failed"
     _, eager = run(make_prompts(), enforce_eager=True)
     assert graphed == eager == reference
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_graphs_sample_the_same_tokens_as_eager():
+    """Seeded, unseeded, truncated and greedy rows in one batch: the graph's buffers carry
+    each row's scale and key, and top-p rows are resampled from the graph's logits."""
+    params = [SamplingParams(temperature=0.8, max_tokens=20, ignore_eos=True, seed=7),
+              SamplingParams(temperature=1.0, max_tokens=20, ignore_eos=True),
+              SamplingParams(temperature=1.0, top_p=0.9, max_tokens=20, ignore_eos=True, seed=1),
+              GREEDY, SamplingParams(temperature=0.6, top_k=5, max_tokens=20, ignore_eos=True)]
+    _, graphed = run(make_prompts(), params, enforce_eager=False)
+    _, eager = run(make_prompts(), params, enforce_eager=True)
+    assert graphed == eager
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_graph_step_fills_the_static_buffers_with_the_step_and_its_padding():
+    from nanovllm.engine.model_inputs import model_input_arrays
+
+    llm = LLM(str(tiny_checkpoint("qwen3")), dtype="float32", num_kvcache_blocks=256,
+              max_num_seqs=16)
+    engine, runner = llm.engine, llm.engine.model_runner
+    for prompt in make_prompts()[:3]:  # 3 sequences: the graph of size 4 runs, 1 padding row
+        engine.add_request(prompt, SamplingParams(temperature=0.7, max_tokens=8, seed=3))
+    while engine.scheduler.waiting:
+        engine.step()  # the prompts
+    batch = engine.scheduler.schedule()
+    arrays = model_input_arrays(batch, runner.block_size)
+    assert runner.graphs.covers(arrays) and len(arrays.input_ids) == 3
+    runner.run(batch)
+    graphs, width = runner.graphs, arrays.block_tables.shape[1]
+    assert graphs.input_ids[:3].tolist() == arrays.input_ids.tolist()
+    assert graphs.positions[:3].tolist() == arrays.positions.tolist()
+    assert graphs.slot_mapping[:4].tolist() == arrays.slot_mapping.tolist() + [-1]
+    assert graphs.context_lens[:4].tolist() == arrays.context_lens.tolist() + [0]
+    assert graphs.block_tables[:3, :width].tolist() == arrays.block_tables.tolist()
+    assert graphs.scales[:3].tolist() == pytest.approx([1 / 0.7] * 3)
