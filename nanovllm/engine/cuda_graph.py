@@ -137,7 +137,10 @@ class DecodeGraphs:
         return graphs
 
     def covers(self, arrays: InputArrays) -> bool:
-        return (arrays.decode_only and len(arrays.input_ids) <= self.sizes[-1]
+        """A step of one new token per sequence, each sampled, that fits the buffers. (A
+        one-token chunk of a longer prompt has one new token too, but samples nothing.)"""
+        n = len(arrays.input_ids)
+        return (arrays.decode_only and len(arrays.sample_rows) == n <= self.sizes[-1]
                 and arrays.block_tables.shape[1] <= self.block_tables.shape[1])
 
     def replay(self, arrays: InputArrays, sampling: SamplingArrays | None) -> tuple:

@@ -121,8 +121,9 @@ class TensorParallelRunner(ModelRunner):
         """Stop the workers and leave the group; safe to call more than once."""
         if self.failure is None:
             self.failure = "the engine was closed"
-        super().close()  # first: the CUDA graphs hold NCCL collectives of the group
-        self.stop_workers()
+        self.graphs = None  # first: the CUDA graphs hold NCCL collectives of the group
+        self.stop_workers()  # bounded, and it ends a collective left spinning by a failed step
+        super().close()  # last: freeing GPU memory waits until the GPU is idle
 
     def run(self, batch) -> list[int]:
         if self.failure is not None:

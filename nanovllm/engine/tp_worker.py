@@ -48,8 +48,9 @@ def worker_main(rank: int, config, model_config, folder, port: int, conn) -> Non
         while True:
             try:
                 message = conn.recv_bytes()
-            except EOFError:  # the driver is gone
-                break
+            except EOFError:  # the driver is gone, maybe mid-step: a collective may still spin
+                leave_group()  # bounded; aborting the group ends it
+                os._exit(0)  # no clean-up that could wait on the GPU
             batch = pickle.loads(message)
             if batch is None:
                 break
@@ -60,5 +61,5 @@ def worker_main(rank: int, config, model_config, folder, port: int, conn) -> Non
         except OSError:
             pass
         os._exit(1)  # at once, no clean-up: the driver learns of the failure when we end
-    runner.close()  # the CUDA graphs hold NCCL collectives: let them go before the group
+    runner.graphs = None  # STOP: the CUDA graphs hold NCCL collectives; drop them first
     leave_group()

@@ -137,3 +137,13 @@ def test_a_graph_step_fills_the_static_buffers_with_the_step_and_its_padding():
     assert graphs.context_lens[:4].tolist() == arrays.context_lens.tolist() + [0]
     assert graphs.block_tables[:3, :width].tolist() == arrays.block_tables.tolist()
     assert graphs.scales[:3].tolist() == pytest.approx([1 / 0.7] * 3)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_one_token_prompt_chunk_among_decodes_runs_eagerly(reference):
+    """A budget of 3 tokens: steps of two decodes and a one-token chunk of a longer prompt
+    (every query one token long, one row not sampled) must not take the graph path."""
+    llm, tokens = run(make_prompts(), enforce_eager=False, max_num_batched_tokens=3)
+    assert llm.engine.model_runner.graphs is not None
+    assert tokens == reference

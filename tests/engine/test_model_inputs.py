@@ -153,3 +153,27 @@ def test_pinned_staging_copies_every_dtype_and_reuses_its_buffers():
         for name, array in arrays.items():
             assert torch.equal(copies[name].cpu(), torch.from_numpy(array))
     assert len(staging.buffers) == 3
+
+
+def test_graphs_cover_only_steps_whose_every_row_is_sampled():
+    """A one-token chunk of a longer prompt has a query of one token, like a decode, but
+    samples nothing: such a step runs eagerly (a graph samples every row)."""
+    from types import SimpleNamespace
+
+    from nanovllm.engine.cuda_graph import DecodeGraphs
+    from nanovllm.engine.model_inputs import InputArrays
+
+    graphs = SimpleNamespace(sizes=[1, 2, 4], block_tables=torch.zeros(4, 8, dtype=torch.int32))
+
+    def step(rows, sampled, width=3, query=1):
+        ids = np.arange(rows)
+        return InputArrays(input_ids=ids, positions=ids, slot_mapping=ids,
+                           cu_seqlens_q=np.arange(rows + 1), context_lens=ids + 1,
+                           block_tables=np.zeros((rows, width), dtype=np.int64),
+                           sample_rows=np.arange(sampled), max_query_len=query)
+
+    assert DecodeGraphs.covers(graphs, step(3, 3))
+    assert not DecodeGraphs.covers(graphs, step(3, 2))  # a middle chunk of one token
+    assert not DecodeGraphs.covers(graphs, step(5, 5))  # more rows than the largest graph
+    assert not DecodeGraphs.covers(graphs, step(3, 3, width=9))  # a longer block table
+    assert not DecodeGraphs.covers(graphs, step(2, 2, query=4))  # a prefill
