@@ -34,6 +34,7 @@ from pathlib import Path
 import torch
 
 from nanovllm import SamplingParams
+from nanovllm.bench.record import engine_commit
 from nanovllm.bench.workloads import throughput
 from nanovllm.llm import LLM
 
@@ -162,7 +163,7 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    common = {**machine(), "engine_commit": os.environ.get("ENGINE_COMMIT", "unknown"),
+    common = {**machine(), "engine_commit": engine_commit(),
               "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
               "model": "Qwen3-0.6B configuration, random weights (bfloat16 checkpoint)",
               "settings": {"max_model_len": 4096, "max_num_seqs": 256, "dtype": "bfloat16",
