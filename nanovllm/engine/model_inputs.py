@@ -113,13 +113,14 @@ def block_table_array(seq) -> np.ndarray:
 
 @dataclass
 class InputArrays:
-    """One step's inputs on the host (numpy, int64), before they travel to the device."""
+    """One step's inputs on the host (numpy; int64 but the block tables), before they travel
+    to the device, or, pickled, to a tensor-parallel worker."""
     input_ids: np.ndarray  # [tokens]
     positions: np.ndarray  # [tokens]
     slot_mapping: np.ndarray  # [tokens]
     cu_seqlens_q: np.ndarray  # [seqs + 1]
     context_lens: np.ndarray  # [seqs]
-    block_tables: np.ndarray  # [seqs, longest table], padded with -1
+    block_tables: np.ndarray  # [seqs, longest table] int32, padded with -1
     sample_rows: np.ndarray  # [sampled seqs]
     max_query_len: int
 
@@ -131,8 +132,7 @@ class InputArrays:
 def model_input_arrays(batch, block_size: int, keep_block_tables: bool = True) -> InputArrays:
     """The step's inputs as host arrays. With ``keep_block_tables`` each block table is kept
     as an array on its sequence for the next step (``block_table_array``): right for the
-    scheduler's own sequences, pointless for sequences seen once, like the unpickled copies
-    a tensor-parallel worker gets every step."""
+    scheduler's own sequences, pointless for sequences seen once, like the warm-up's."""
     seqs, num_seqs = batch.seqs, len(batch.seqs)
     if not any(batch.is_prefill):
         # Decode only, most steps: each sequence brings one token, the one it sampled last, at
@@ -147,9 +147,8 @@ def model_input_arrays(batch, block_size: int, keep_block_tables: bool = True) -
         starts = np.array([seq.num_computed_tokens for seq in seqs], dtype=np.int64)
         cu_seqlens_q = np.concatenate(([0], np.cumsum(counts)))
         num_tokens = int(cu_seqlens_q[-1])
-        # A worker's copy of a decoding sequence has only its last token (Sequence.__getstate__).
         input_ids = np.fromiter(chain.from_iterable(
-            seq.token_ids[start:start + n] if seq.token_ids is not None else (seq.last_token_id,)
+            seq.token_ids[start:start + n]
             for seq, start, n in zip(seqs, starts.tolist(), batch.num_new_tokens, strict=True)),
             dtype=np.int64, count=num_tokens)
         # Token t belongs to sequence seq_of_token[t]; its position counts on from that start.
@@ -158,7 +157,7 @@ def model_input_arrays(batch, block_size: int, keep_block_tables: bool = True) -
 
     # Block tables, padded with -1 to the longest: fill the row-major "is a real entry" mask.
     lengths = np.fromiter((len(seq.block_table) for seq in seqs), np.int64, num_seqs)
-    block_tables = np.full((num_seqs, max(int(lengths.max()), 1)), -1, dtype=np.int64)
+    block_tables = np.full((num_seqs, max(int(lengths.max()), 1)), -1, dtype=np.int32)
     if keep_block_tables:  # sequences that come back every step: each table converted once
         entries = np.concatenate([block_table_array(seq) for seq in seqs])
     else:  # one pass over every list: cheaper than an array per table used only once

@@ -26,6 +26,7 @@ import torch
 from nanovllm.engine.cuda_graph import DecodeGraphs
 from nanovllm.engine.kv_cache import allocate_kv_cache, choose_num_blocks
 from nanovllm.engine.model_inputs import (
+    InputArrays,
     ModelInputs,
     PinnedStaging,
     model_input_arrays,
@@ -122,17 +123,23 @@ class ModelRunner:
                                           [seq.num_completion_tokens for seq in seqs],
                                           self.random_keys)
 
-    @torch.inference_mode()
-    def run(self, batch) -> list[int]:
-        """One step: one sampled token id per sequence whose do_sample is set, in batch order."""
+    def check_usable(self) -> None:
         if self.model is None:
             raise RuntimeError("the engine was closed; this LLM cannot run any more, "
                                "make a new one")
-        # Rank 0 holds the scheduler's own sequences; a worker's are unpickled copies.
-        arrays = model_input_arrays(batch, self.block_size, keep_block_tables=self.rank == 0)
+
+    def run(self, batch) -> list[int]:
+        """One step: one sampled token id per sequence whose do_sample is set, in batch order."""
+        self.check_usable()
+        arrays = model_input_arrays(batch, self.block_size)
         sampled = [seq for seq, do in zip(batch.seqs, batch.do_sample, strict=True) if do]
-        # Only rank 0 samples (tensor parallelism: the others get no logits).
-        sampling = self.sampling_arrays(sampled) if sampled and self.rank == 0 else None
+        return self.run_arrays(arrays, self.sampling_arrays(sampled) if sampled else None)
+
+    @torch.inference_mode()
+    def run_arrays(self, arrays: InputArrays, sampling: SamplingArrays | None) -> list[int]:
+        """The step from its host arrays. A tensor-parallel worker gets only these, and no
+        ``sampling``: rank 0 gathers the logits and samples."""
+        self.check_usable()
         if self.graphs is not None and self.graphs.covers(arrays):
             tokens, logits = self.graphs.replay(arrays, sampling)  # model, LM head, sampler
             if sampling is None:
@@ -142,9 +149,10 @@ class ModelRunner:
             return tokens.tolist()
         inputs = to_model_inputs(arrays, self.device, self.staging)
         hidden = self.forward_eager(inputs)
-        if not sampled:  # only middle chunks of long prompts: their K/V was the point
+        num_sampled = len(arrays.sample_rows)
+        if num_sampled == 0:  # only middle chunks of long prompts: their K/V was the point
             return []
-        if len(sampled) < hidden.shape[0]:  # a decode-only step samples every row
+        if num_sampled < hidden.shape[0]:  # a decode-only step samples every row
             hidden = hidden[inputs.sample_rows]
         logits = self.model.compute_logits(hidden)
         if logits is None:  # a tensor-parallel worker: rank 0 has the logits and samples

@@ -30,13 +30,11 @@ class Sequence:
     sequence was last admitted (work saved, not done).
 
     ``num_tokens`` and ``last_token_id`` are kept as plain attributes rather than derived from
-    ``token_ids``, because a copy sent to a worker process during decode carries no token list
-    (see ``__getstate__``).
+    ``token_ids``: the scheduler and the model inputs read them for every sequence every step.
     """
 
     _next_id = itertools.count()
-    # (block_table, the same as an int32 array), set by model_inputs.block_table_array on the
-    # driver's sequences. Never pickled: a worker's copy has this class default.
+    # (block_table, the same as an int32 array), set by model_inputs.block_table_array.
     block_table_cache: tuple | None = None
 
     def __init__(self, token_ids: list[int], sampling_params: SamplingParams | None = None,
@@ -79,21 +77,6 @@ class Sequence:
         self.token_ids.append(token_id)
         self.num_tokens += 1
         self.last_token_id = token_id
-
-    def __getstate__(self) -> dict:
-        """What pickling sends to a worker: everything but the token list when it is not needed.
-
-        A worker reads ``token_ids[num_computed_tokens : num_computed_tokens + n]``. When only
-        the last token is left to compute (every decode step) that is ``last_token_id``, so the
-        list stays behind and the copy has ``token_ids = None``: per step, only the counters,
-        the block table and one token cross the process boundary, however long the sequence.
-        The array copy of the block table (``block_table_cache``) always stays behind.
-        """
-        state = self.__dict__.copy()
-        state.pop("block_table_cache", None)
-        if self.num_computed_tokens == self.num_tokens - 1:
-            state["token_ids"] = None
-        return state
 
     def __repr__(self) -> str:
         return (f"Sequence(id={self.seq_id}, {self.status.value}, tokens={self.num_tokens}, "

@@ -4,15 +4,21 @@
 N-1 worker processes (``tp_worker.py``), one for each further GPU, or CPU processes
 talking through gloo. The engine uses it exactly like a ``ModelRunner``. Each step it
 
-1. pickles the scheduler's batch once and writes the bytes to every worker's pipe;
+1. builds the step's input arrays (``model_inputs.InputArrays``: token ids, positions,
+   cache slots, context lengths, block tables, which rows are sampled), pickles them
+   once and writes the bytes to every worker's pipe;
 2. runs its own shard of the step, whose collectives wait for the workers' shards;
 3. samples from the logits gathered on rank 0 and returns the tokens.
 
-Nothing comes back on the pipes during a step: when step 2 returns, every rank has
-taken part in every collective of it. ``last_step_bytes`` is the size of the last
-message; a decode step's sequences pickle without their token lists, so it grows with
-the batch and the block tables, not with the text (16.3 KB for 64 sequences at
-1,000 tokens of context each, with 16-token blocks).
+A worker gets numbers, not sequences: unpickling a few numpy arrays is a copy, while
+unpickling the batch's ``Sequence`` objects cost more than a millisecond a step at 256
+sequences, time during which the driver's GPU waits at the first all-reduce for the
+worker's. Nothing comes back on the pipes during a step: when step 2 returns, every
+rank has taken part in every collective of it. ``last_step_bytes`` is the size of the
+last message. It grows with the batch and the block tables, not with the text: 8 bytes
+for each of three numbers per token and three per sequence, plus 4 per block-table entry
+(a decode step of 256 sequences with 1,000 tokens of context each, in 16-token blocks:
+about 77 KB).
 
 Failures: the ``Watchdog`` trips on a worker that exits or on start-up or a step taking
 longer than ``Config.tp_timeout_s``; it kills the workers and aborts the group, and
@@ -125,10 +131,13 @@ class TensorParallelRunner(ModelRunner):
         self.stop_workers()  # bounded, and it ends a collective left spinning by a failed step
         super().close()  # last: freeing GPU memory waits until the GPU is idle
 
-    def run(self, batch) -> list[int]:
+    def check_usable(self) -> None:
         if self.failure is not None:
             raise RuntimeError(f"{self.failure}; this LLM cannot run any more, make a new one")
-        message = pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def run_arrays(self, arrays, sampling) -> list[int]:
+        self.check_usable()
+        message = pickle.dumps(arrays, protocol=pickle.HIGHEST_PROTOCOL)
         self.last_step_bytes = len(message)
         self.watchdog.expect("a step", self.config.tp_timeout_s)
         try:
@@ -136,7 +145,7 @@ class TensorParallelRunner(ModelRunner):
                 raise RuntimeError("a tensor-parallel worker failed")
             for conn in self.conns.values():
                 conn.send_bytes(message)
-            token_ids = super().run(batch)
+            token_ids = super().run_arrays(arrays, sampling)
             if self.watchdog.cause is not None:  # tripped while our part was finishing
                 raise RuntimeError("a tensor-parallel worker failed")
         except BaseException as error:

@@ -8,8 +8,8 @@ has nothing to send back: its share of the answer travels through the collective
 
 The control channel is one pipe per worker:
 
-* driver -> worker: each step's ``ScheduledBatch``, pickled (a decode step's sequences
-  leave their token lists behind, see ``Sequence.__getstate__``); ``STOP`` to finish;
+* driver -> worker: each step's input arrays (``model_inputs.InputArrays``), pickled
+  (see ``tp_runner.py`` for their size); ``STOP`` to finish;
 * worker -> driver: ``("ready",)`` once, or ``("error", traceback)`` just before it exits
   because something failed.
 
@@ -51,10 +51,10 @@ def worker_main(rank: int, config, model_config, folder, port: int, conn) -> Non
             except EOFError:  # the driver is gone, maybe mid-step: a collective may still spin
                 leave_group()  # bounded; aborting the group ends it
                 os._exit(0)  # no clean-up that could wait on the GPU
-            batch = pickle.loads(message)
-            if batch is None:
+            arrays = pickle.loads(message)
+            if arrays is None:
                 break
-            runner.run(batch)
+            runner.run_arrays(arrays, sampling=None)
     except Exception:
         try:
             conn.send(("error", traceback.format_exc()))

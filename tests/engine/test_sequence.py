@@ -1,8 +1,6 @@
-"""Sequence: counters, derived properties, and the compact copy sent to a worker."""
+"""Sequence: counters and derived properties."""
 
 from __future__ import annotations
-
-import pickle
 
 from nanovllm import SamplingParams
 from nanovllm.engine.sequence import Sequence, SequenceStatus
@@ -35,35 +33,6 @@ def test_append_token_updates_the_derived_values():
     assert (seq.num_tokens, seq.last_token_id) == (5, 8)
     assert (seq.prompt_token_ids, seq.completion_token_ids, seq.num_completion_tokens) == (
         [1, 2, 3], [9, 8], 2)
-
-
-def decode_state(num_prompt_tokens: int) -> Sequence:
-    """A sequence in the middle of decoding: everything but its newest token is computed."""
-    seq = Sequence(list(range(num_prompt_tokens)), SamplingParams(temperature=0), seq_id=7)
-    seq.block_table = [3, 1, 4]
-    seq.num_computed_tokens = num_prompt_tokens
-    seq.append_token(99)
-    return seq
-
-
-def test_pickle_sends_the_token_list_only_when_more_than_the_last_token_is_needed():
-    seq = Sequence(list(range(40)), seq_id=7)
-    seq.block_table = [3, 1, 4]
-    prefill = pickle.loads(pickle.dumps(seq))  # nothing computed yet: the worker needs all tokens
-    assert prefill.token_ids == list(range(40)) and prefill.block_table == [3, 1, 4]
-    seq = decode_state(40)
-    decode = pickle.loads(pickle.dumps(seq))
-    assert decode.token_ids is None
-    assert (decode.seq_id, decode.num_tokens, decode.last_token_id) == (7, 41, 99)
-    assert (decode.num_computed_tokens, decode.num_prompt_tokens) == (40, 40)
-    assert decode.block_table == [3, 1, 4]
-    assert decode.sampling_params == SamplingParams(temperature=0)
-    assert seq.token_ids[-1] == 99  # the original keeps its tokens
-
-
-def test_decode_message_size_does_not_grow_with_the_sequence():
-    short, long = (len(pickle.dumps(decode_state(n))) for n in (40, 4000))
-    assert long - short <= 4  # only the counters' encoding differs
 
 
 def test_repr_is_short():
