@@ -158,7 +158,7 @@ def test_a_worker_error_comes_back_with_its_traceback():
     llm = LLM(str(tiny_checkpoint("qwen3")), device="cpu", dtype="float32",
               num_kvcache_blocks=64, tensor_parallel_size=2)
     pids = worker_pids(llm)
-    llm.engine.model_runner.conns[1].send_bytes(pickle.dumps("not a batch"))  # worker fails
+    llm.engine.model_runner.conns[1].send_bytes(pickle.dumps("not input arrays"))  # worker fails
     with pytest.raises(RuntimeError, match=r"(?s)worker rank 1 exited with code 1\n"
                                            r"--- rank 1 reported ---\nTraceback.*AttributeError"):
         llm.generate(PROMPTS, GREEDY, use_tqdm=False)
