@@ -9,6 +9,7 @@
   error naming the rank and the cause; Ctrl-C stops the workers; no process is left.
 """
 
+import json
 import os
 import pickle
 import signal
@@ -243,3 +244,19 @@ def test_greedy_tokens_match_one_gpu_with_nccl_and_cuda_graphs(size):
         outputs = llm.generate(PROMPTS, GREEDY, use_tqdm=False)
     assert [o.token_ids for o in outputs] == expected
     assert not mp.active_children()
+
+
+def test_message_cost_script_measures_the_arrays_protocol():
+    """scripts/tp_message_cost.py, which wrote source/_records/tp/message-cost.json."""
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "tp_message_cost.py"),
+                             "arrays"], capture_output=True, text=True, timeout=120, check=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    report = json.loads(result.stdout)
+    # 3 int64 numbers a token and 3 a sequence (cu_seqlens has one more), 69 int32 block ids
+    payload = 5 * 256 * 8 + 257 * 8 + 256 * 69 * 4
+    assert report["protocol"] == "arrays" and payload <= report["message_bytes"] < payload + 2000
+    assert set(report["ms"]) == {"driver: build arrays", "driver: pickle", "worker: unpickle"}
+    wrong = subprocess.run([sys.executable, str(REPO / "scripts" / "tp_message_cost.py"), "x"],
+                           capture_output=True, text=True, timeout=120,
+                           env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert wrong.returncode != 0 and "protocol must be 'arrays' or 'batch'" in wrong.stderr
