@@ -121,29 +121,38 @@ class PhaseClock:
                 self.seconds[name] += time.perf_counter() - start
         return wrapper
 
+    def patch(self, owner, name: str, label: str, shadow: bool) -> None:
+        """Wrap ``owner.name`` in a clock. ``shadow``: an instance attribute hides the class's
+        method (undone by deleting it); else the attribute itself is replaced and restored."""
+        original = getattr(owner, name)
+        self.undo.append((owner, name, None if shadow else original))
+        setattr(owner, name, self.timed(label, original))
+
     def __enter__(self):
         from nanovllm.engine import model_runner as module
 
         engine, runner = self.engine, self.engine.model_runner
-        self.saved_prepare = module.model_input_arrays
-        module.model_input_arrays = self.timed("run: inputs", module.model_input_arrays)
-        engine.scheduler.schedule = self.timed("schedule", engine.scheduler.schedule)
-        engine.scheduler.postprocess = self.timed("postprocess", engine.scheduler.postprocess)
-        runner.run = self.timed("run", runner.run)
-        runner.sampling_arrays = self.timed("run: sampling arrays", runner.sampling_arrays)
-        if runner.graphs is not None:
-            runner.graphs.replay = self.timed("run: graph launch", runner.graphs.replay)
+        self.undo = []
+        try:
+            self.patch(module, "model_input_arrays", "run: inputs", shadow=False)
+            self.patch(engine.scheduler, "schedule", "schedule", shadow=True)
+            self.patch(engine.scheduler, "postprocess", "postprocess", shadow=True)
+            self.patch(runner, "run", "run", shadow=True)
+            self.patch(runner, "sampling_arrays", "run: sampling arrays", shadow=True)
+            if runner.graphs is not None:
+                self.patch(runner.graphs, "replay", "run: graph launch", shadow=True)
+        except BaseException:
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc):
-        from nanovllm.engine import model_runner as module
-
-        runner = self.engine.model_runner
-        module.model_input_arrays = self.saved_prepare
-        del self.engine.scheduler.schedule, self.engine.scheduler.postprocess
-        del runner.run, runner.sampling_arrays
-        if runner.graphs is not None:
-            del runner.graphs.replay
+        for owner, name, original in reversed(self.undo):
+            if original is None:
+                delattr(owner, name)
+            else:
+                setattr(owner, name, original)
+        self.undo = []
 
 
 def profile_workload(engine: LLMEngine, workload, out_dir: str | Path) -> dict:

@@ -196,3 +196,20 @@ def test_profile_workload_clocks_every_phase_and_restores_the_engine(tmp_path):
     assert model_runner.model_input_arrays is model_input_arrays
     assert "run" not in vars(engine.model_runner) and "schedule" not in vars(engine.scheduler)
     assert json.loads((tmp_path / "profile_workload_b.json").read_text())["steps"] == 16
+
+
+def test_phase_clock_undoes_its_patches_when_one_fails():
+    from types import SimpleNamespace
+
+    from nanovllm.bench.profile import PhaseClock
+    from nanovllm.engine import model_runner
+    from nanovllm.engine.model_inputs import model_input_arrays
+
+    engine = LLMEngine("", device="cpu", max_model_len=256)
+    engine.model_runner.graphs = SimpleNamespace()  # no replay to wrap: the last patch fails
+    with pytest.raises(AttributeError, match="replay"):
+        with PhaseClock(engine):
+            pass
+    assert model_runner.model_input_arrays is model_input_arrays
+    assert not {"run", "sampling_arrays"} & set(vars(engine.model_runner))
+    assert not {"schedule", "postprocess"} & set(vars(engine.scheduler))
