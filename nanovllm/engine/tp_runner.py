@@ -27,8 +27,8 @@ worker sent if it had time to. Ctrl-C (``KeyboardInterrupt``) mid-step stops the
 workers too before it propagates. Either way the runner is closed for good.
 
 Clean-up: ``close()`` (also ``LLM.close()``, ``with LLM(...)``, and at interpreter exit)
-gives its own graphs and memory back, sends STOP, waits a little, kills what
-remains and leaves the group, giving NCCL's teardown at most ``LEAVE_TIMEOUT_S``.
+drops its CUDA graphs, sends STOP, waits a little, kills what remains, leaves the group
+(giving NCCL's teardown at most ``LEAVE_TIMEOUT_S``), and only then frees its GPU memory.
 """
 
 import dataclasses
