@@ -81,7 +81,8 @@ class Config:
                     self.dtype, "one of 'auto', 'float32', 'float16', 'bfloat16'")
         check_field(self.device in ("auto", "cpu", "cuda"), "device", self.device,
                     "one of 'auto', 'cpu', 'cuda'")
-        check_field(is_int(self.seed), "seed", self.seed, "an int")
+        check_field(is_int(self.seed) and 0 <= self.seed < 2**64, "seed", self.seed,
+                    "an int in [0, 2**64)")
         # Without chunking, a step must hold a whole prompt -- and, after a preemption, the
         # prompt plus everything generated so far, which can reach max_model_len - 1 tokens.
         check_field(self.enable_chunked_prefill

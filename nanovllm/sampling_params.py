@@ -24,6 +24,9 @@ class SamplingParams:
     * ``seed``: a per-request random seed, so a sampled answer can be reproduced.
     * ``stop_token_ids``: extra token ids that end the request like EOS does (finish reason
       "stop"); the stop token is kept as the last completion token.
+    * ``stop``: strings that end the request when they appear in its text (finish reason
+      "stop", ``stop_reason`` the string). The text ends before the string unless
+      ``include_stop_str_in_output``; ``token_ids`` keep every token generated.
     """
 
     temperature: float = 1.0
@@ -33,6 +36,8 @@ class SamplingParams:
     ignore_eos: bool = False
     seed: int | None = None
     stop_token_ids: tuple[int, ...] = ()
+    stop: tuple[str, ...] = ()
+    include_stop_str_in_output: bool = False
 
     def __post_init__(self) -> None:
         check_field(is_real(self.temperature) and self.temperature >= 0, "temperature",
@@ -45,10 +50,17 @@ class SamplingParams:
                     self.max_tokens, "an int >= 1")
         check_field(isinstance(self.ignore_eos, bool), "ignore_eos", self.ignore_eos,
                     "True or False")
-        check_field(self.seed is None or (is_int(self.seed) and self.seed >= 0), "seed",
-                    self.seed, "None or an int >= 0")
-        stop = self.stop_token_ids
-        check_field(isinstance(stop, (list, tuple)) and all(is_int(t) and t >= 0 for t in stop),
-                    "stop_token_ids", stop, "a list or tuple of token ids (ints >= 0)")
-        # Store a tuple whatever came in, so the object stays immutable and hashable.
-        object.__setattr__(self, "stop_token_ids", tuple(stop))
+        check_field(self.seed is None or (is_int(self.seed) and 0 <= self.seed < 2**64), "seed",
+                    self.seed, "None or an int in [0, 2**64)")
+        stop_ids = self.stop_token_ids
+        check_field(isinstance(stop_ids, (list, tuple))
+                    and all(is_int(t) and t >= 0 for t in stop_ids),
+                    "stop_token_ids", stop_ids, "a list or tuple of token ids (ints >= 0)")
+        stop = (self.stop,) if isinstance(self.stop, str) else self.stop
+        check_field(isinstance(stop, (list, tuple)) and all(isinstance(s, str) and s for s in stop),
+                    "stop", self.stop, "a string or a list or tuple of non-empty strings")
+        check_field(isinstance(self.include_stop_str_in_output, bool),
+                    "include_stop_str_in_output", self.include_stop_str_in_output, "True or False")
+        # Store tuples whatever came in, so the object stays immutable and hashable.
+        object.__setattr__(self, "stop_token_ids", tuple(stop_ids))
+        object.__setattr__(self, "stop", tuple(stop))

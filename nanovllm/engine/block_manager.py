@@ -10,6 +10,7 @@ This module only does the accounting; the model runner owns the memory.
 
 from __future__ import annotations
 
+import itertools
 import struct
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -36,12 +37,21 @@ def compute_block_key(token_ids: tuple[int, ...] | list[int], prev_key: int | No
 
 @dataclass
 class Block:
-    """One block of the pool, as the accountant sees it (the K/V itself lives on the device)."""
+    """One block of the pool, as the accountant sees it (the K/V itself lives on the device).
+
+    A key is only a 64-bit hash, and a client who crafts prompts can make two prefixes collide.
+    So a cached block also carries what its key stands for, exactly: its own tokens, and which
+    content came before them (``parent``). ``content`` names the block's K/V, its tokens after
+    its whole prefix; two blocks share one only when they hold the same prefix exactly, and a
+    number is never given to any other prefix, so checking the parent checks the whole chain.
+    """
 
     block_id: int
     ref_count: int = 0  # how many block tables hold this block; 0 means it is free
     key: int | None = None  # set when the block is full and prefix caching is on
-    token_ids: tuple[int, ...] = ()  # the tokens behind ``key``, to confirm a cache hit
+    token_ids: tuple[int, ...] = ()  # the tokens behind ``key``
+    content: int | None = None  # names the exact prefix this block ends
+    parent: int | None = None  # ``content`` of the block before it; None for a first block
 
 
 class BlockManager:
@@ -52,16 +62,21 @@ class BlockManager:
     A block keeps its key after it is freed, so until the free list hands it out again a new
     request with the same prefix can *revive* it instead of recomputing it. Reuse is what
     finally evicts a key.
+
+    ``key_function`` is ``compute_block_key``; tests pass one that collides on purpose.
     """
 
-    def __init__(self, num_blocks: int, block_size: int, enable_prefix_caching: bool = True):
+    def __init__(self, num_blocks: int, block_size: int, enable_prefix_caching: bool = True,
+                 key_function=compute_block_key):
         self.block_size = block_size
         self.enable_prefix_caching = enable_prefix_caching
+        self.key_function = key_function
         self.blocks = [Block(i) for i in range(num_blocks)]
         # An OrderedDict is a free list with O(1) pop-front, push-back and removal from the
         # middle (a revived block leaves the list wherever it is).
         self.free_block_ids: OrderedDict[int, None] = OrderedDict.fromkeys(range(num_blocks))
         self.cached_blocks: dict[int, int] = {}  # key -> block id
+        self.next_content = itertools.count()
 
     @property
     def num_blocks(self) -> int:
@@ -76,20 +91,30 @@ class BlockManager:
 
         Only full blocks within the first ``num_tokens - 1`` tokens count: the last token must
         be computed to sample from, and it must land in a block of the sequence's own, never in
-        one that others share. A key match is confirmed by comparing the token ids, so a hash
-        collision costs a miss, never wrong K/V.
+        one that others share. A key match is confirmed by the block's tokens and its parent,
+        so a hash collision costs a miss, never wrong K/V.
         """
         if not self.enable_prefix_caching:
             return ()
-        bs, hits, key = self.block_size, [], None
+        bs, hits, key, parent = self.block_size, [], None, None
         for start in range(0, (seq.num_tokens - 1) // bs * bs, bs):
             tokens = tuple(seq.token_ids[start : start + bs])
-            key = compute_block_key(tokens, key)
-            block_id = self.cached_blocks.get(key)
-            if block_id is None or self.blocks[block_id].token_ids != tokens:
+            key = self.key_function(tokens, key)
+            block = self._cached_copy(key, tokens, parent)
+            if block is None:
                 break
-            hits.append(block_id)
+            hits.append(block.block_id)
+            parent = block.content
         return tuple(hits)
+
+    def _cached_copy(self, key: int, tokens: tuple[int, ...], parent: int | None) -> Block | None:
+        """The block the cache finds under ``key``, if it holds exactly ``tokens`` after the
+        content ``parent``; None for no block or a colliding one."""
+        block_id = self.cached_blocks.get(key)
+        if block_id is None:
+            return None
+        block = self.blocks[block_id]
+        return block if block.token_ids == tokens and block.parent == parent else None
 
     def num_blocks_needed(self, seq: Sequence, num_new_tokens: int,
                           hits: tuple[int, ...] = ()) -> int:
@@ -114,7 +139,8 @@ class BlockManager:
 
         Every block this chunk fills is published in the prefix cache now, at schedule time,
         so a request admitted later in the same step already shares it. That is safe because
-        the runner stores the K/V of the whole step before any attention reads the cache.
+        the runner stores the K/V of the whole step before any attention reads the cache; if
+        the step never completes, ``free`` takes the publication back.
         """
         bs = self.block_size
         if not seq.block_table:
@@ -137,14 +163,21 @@ class BlockManager:
         last first, and a block the cache can find joins the back of the list, so the start of
         a prompt, the part most worth sharing, is evicted last. A block the cache cannot find
         has nothing worth keeping and joins the front, to be reused first.
+
+        A block that reaches past ``num_computed_tokens`` was published for a step that never
+        completed (it failed, or the request was aborted during it): its K/V may never have
+        been written, so it leaves the cache before anyone else can find it.
         """
-        for block_id in reversed(seq.block_table):
-            block = self.blocks[block_id]
+        bs = self.block_size
+        for i in reversed(range(len(seq.block_table))):
+            block = self.blocks[seq.block_table[i]]
+            if (i + 1) * bs > seq.num_computed_tokens and self._is_cached(block):
+                self._forget(block)
             block.ref_count -= 1
             if block.ref_count == 0:
-                self.free_block_ids[block_id] = None
+                self.free_block_ids[block.block_id] = None
                 if not self._is_cached(block):
-                    self.free_block_ids.move_to_end(block_id, last=False)
+                    self.free_block_ids.move_to_end(block.block_id, last=False)
         seq.block_table = []
 
     def _is_cached(self, block: Block) -> bool:
@@ -161,21 +194,31 @@ class BlockManager:
         """Reuse the block at the front of the free list; its old content is forgotten."""
         block_id, _ = self.free_block_ids.popitem(last=False)
         block = self.blocks[block_id]
+        self._forget(block)
+        block.ref_count = 1
+        return block_id
+
+    def _forget(self, block: Block) -> None:
+        """The block's content is gone (or was never written): the cache stops finding it."""
         if self._is_cached(block):
             del self.cached_blocks[block.key]
-        block.key, block.token_ids, block.ref_count = None, (), 1
-        return block_id
+        block.key, block.token_ids, block.content, block.parent = None, (), None, None
 
     def _publish(self, seq: Sequence, i: int) -> None:
         """Key block ``i`` of ``seq`` (now full) and make the prefix cache point to it.
 
         If the key already points to another block, this newer copy wins: it is held by a
         running sequence, while the older one may be free and about to be reused. The older
-        copy keeps serving whoever holds it; it just cannot be found any more.
+        copy keeps serving whoever holds it; it just cannot be found any more. When the older
+        block holds exactly the same prefix, the newer one takes over its ``content``, so the
+        blocks published after either of them still count as its children.
         """
         bs = self.block_size
         block = self.blocks[seq.block_table[i]]
-        prev_key = self.blocks[seq.block_table[i - 1]].key if i > 0 else None
+        before = self.blocks[seq.block_table[i - 1]] if i > 0 else None
         block.token_ids = tuple(seq.token_ids[i * bs : (i + 1) * bs])
-        block.key = compute_block_key(block.token_ids, prev_key)
+        block.parent = before.content if before else None
+        block.key = self.key_function(block.token_ids, before.key if before else None)
+        same = self._cached_copy(block.key, block.token_ids, block.parent)
+        block.content = same.content if same else next(self.next_content)
         self.cached_blocks[block.key] = block.block_id

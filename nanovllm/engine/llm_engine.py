@@ -8,13 +8,20 @@ Each ``step()`` is the whole cycle the book keeps returning to:
 
 The engine also owns the tokenizer and checks every request before the scheduler sees
 it, so that a bad request is refused with a clear error and nothing else is disturbed.
+Likewise a step that raises ends only the requests it was computing, and ``abort`` ends
+any request at once: either way their blocks go back to the pool, and blocks published
+for a step that never completed leave the prefix cache.
 """
 
 import dataclasses
+import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
+from numbers import Integral
 from pathlib import Path
 
 from nanovllm.config import Config
+from nanovllm.engine.detokenizer import IncrementalDetokenizer
 from nanovllm.engine.model_runner import ModelRunner
 from nanovllm.engine.scheduler import Scheduler
 from nanovllm.engine.sequence import Sequence
@@ -25,6 +32,7 @@ from nanovllm.sampling_params import SamplingParams
 from nanovllm.utils.tokenizer import Tokenizer
 
 BUNDLED_MODELS = Path(__file__).resolve().parents[1] / "data"
+logger = logging.getLogger("nanovllm")
 
 
 def resolve_model_folder(model: str) -> Path:
@@ -42,7 +50,7 @@ def resolve_model_folder(model: str) -> Path:
 @dataclass
 class StepOutput:
     sampled: list[tuple[Sequence, int]]  # each sequence that got a token, and the token
-    finished: list[Sequence]
+    finished: list[Sequence]  # ended in this step (reached a stop, or its step failed)
     num_prompt_tokens: int  # tokens computed this step that lie in prompts (incl. recompute)
     num_generated_tokens: int
 
@@ -77,11 +85,13 @@ class LLMEngine:
 
     def tokenize(self, prompt) -> list[int]:
         """Token ids of a prompt given as text or as ids; ValueError for anything unusable."""
+        if hasattr(prompt, "tolist") and not isinstance(prompt, str):  # numpy, torch
+            prompt = prompt.tolist()
         if isinstance(prompt, str):
-            token_ids = self.tokenizer.encode(prompt)
+            token_ids = self.encode_text(prompt)
         elif isinstance(prompt, (list, tuple)) and all(
-                isinstance(t, int) and not isinstance(t, bool) for t in prompt):
-            token_ids = list(prompt)
+                isinstance(t, Integral) and not isinstance(t, bool) for t in prompt):
+            token_ids = [int(t) for t in prompt]
         else:
             raise ValueError(f"prompt must be a string or a list of token ids, "
                              f"got {type(prompt).__name__}")
@@ -94,11 +104,28 @@ class LLMEngine:
                                  f"the vocabulary [0, {vocab_size})")
         return token_ids
 
-    def add_request(self, prompt, params: SamplingParams) -> Sequence:
+    def encode_text(self, text: str) -> list[int]:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as error:  # a lone surrogate such as "\ud800"
+            raise ValueError(f"prompt is not valid Unicode text: {error.reason} at position "
+                             f"{error.start}") from None
+        try:
+            return self.tokenizer.encode(text)
+        except Exception as error:  # the tokenizer library's own refusal, whatever its type
+            raise ValueError(f"prompt could not be tokenized: {error}") from None
+
+    def add_request(self, prompt, params: SamplingParams, detokenize: bool = False) -> Sequence:
+        """Queue one request. ``detokenize``: decode its text as it grows (``stream`` shows
+        it); requests with stop strings always are, since the engine looks for them in it."""
         if not isinstance(params, SamplingParams):
             raise ValueError(f"sampling params must be a SamplingParams, "
                              f"got {type(params).__name__}")
         seq = Sequence(self.tokenize(prompt), params)
+        if params.stop or detokenize:
+            seq.detokenizer = IncrementalDetokenizer(self.tokenizer, seq.num_prompt_tokens,
+                                                     params.stop,
+                                                     params.include_stop_str_in_output)
         self.scheduler.add(seq)  # refuses (ValueError) what can never run, e.g. too long
         return seq
 
@@ -107,19 +134,69 @@ class LLMEngine:
         if not batch.seqs:
             raise RuntimeError("the scheduler found nothing to run although requests remain")
         self.num_preemptions += len(batch.preempted_seq_ids)
-        token_ids = self.model_runner.run(batch)
+        try:
+            token_ids = self.model_runner.run(batch)
+        except Exception as error:
+            return self.fail_step(batch, error)
         sampled_seqs = [s for s, do in zip(batch.seqs, batch.do_sample, strict=True) if do]
         num_prompt_tokens = sum(n for n, prefill in zip(batch.num_new_tokens, batch.is_prefill,
                                                         strict=True) if prefill)
         finished = self.scheduler.postprocess(batch, token_ids)
+        self.find_stop_strings(sampled_seqs, finished)
         if self.trace is not None:
             self.trace.record_step(batch, token_ids)
         return StepOutput(sampled=list(zip(sampled_seqs, token_ids, strict=True)),
                           finished=finished, num_prompt_tokens=num_prompt_tokens,
                           num_generated_tokens=len(token_ids))
 
+    def fail_step(self, batch, error: Exception) -> StepOutput:
+        """A step that raised ends the requests it was computing, with the error; the requests
+        it did not touch are unaffected and go on."""
+        logger.error("a step of %d request(s) failed; they end with finish_reason='error'",
+                     len(batch.seqs), exc_info=error)
+        for seq in batch.seqs:
+            seq.error = f"{type(error).__name__}: {error}"
+            self.scheduler.finish(seq, "error")
+        return StepOutput(sampled=[], finished=list(batch.seqs), num_prompt_tokens=0,
+                          num_generated_tokens=0)
+
+    def find_stop_strings(self, sampled_seqs: list[Sequence], finished: list[Sequence]) -> None:
+        """Decode the new token of every request being decoded; end those whose text now
+        holds a stop string (also those that just ended otherwise: the string wins)."""
+        for seq in sampled_seqs:
+            detokenizer = seq.detokenizer
+            if detokenizer is None:
+                continue
+            detokenizer.update(seq.token_ids, final=seq.is_finished)
+            if detokenizer.stop_reason is None:
+                continue
+            if not seq.is_finished:
+                self.scheduler.finish(seq, "stop")
+                finished.append(seq)
+            seq.finish_reason, seq.stop_reason = "stop", detokenizer.stop_reason
+
+    def output_text(self, seq: Sequence) -> str:
+        """The completion's text: cut before (or after) its stop string if one ended it."""
+        if seq.detokenizer is not None and seq.detokenizer.stop_reason is not None:
+            return seq.detokenizer.text
+        return self.tokenizer.decode(seq.completion_token_ids)
+
+    def abort(self, seqs: Iterable[Sequence] | None = None) -> list[Sequence]:
+        """End these requests now (every unfinished one when None), with finish reason
+        "abort"; their blocks go back to the pool. Returns those that were not over yet."""
+        if seqs is None:
+            seqs = [*self.scheduler.running, *self.scheduler.waiting]
+        aborted = [seq for seq in seqs if not seq.is_finished]
+        for seq in aborted:
+            self.scheduler.finish(seq, "abort")
+        return aborted
+
     def is_finished(self) -> bool:
         return self.scheduler.is_finished()
+
+    def check_usable(self) -> None:
+        """RuntimeError if this engine can run nothing any more (closed, or its workers died)."""
+        self.model_runner.check_usable()
 
     def close(self) -> None:
         """Release the model runner's processes (tensor parallelism); a no-op otherwise."""

@@ -83,8 +83,8 @@ class Scheduler:
         n, max_len, bs = seq.num_tokens, self.config.max_model_len, self.config.block_size
         if n == 0:
             raise ValueError(f"sequence {seq.seq_id}: the prompt is empty; it needs >= 1 token")
-        if min(seq.token_ids) < 0 or max(seq.token_ids) >= 2**32:
-            raise ValueError(f"sequence {seq.seq_id}: token ids must be ints in [0, 2**32)")
+        if min(seq.token_ids) < 0 or max(seq.token_ids) >= 2**31:  # the model inputs are int32
+            raise ValueError(f"sequence {seq.seq_id}: token ids must be ints in [0, 2**31)")
         if n >= max_len:
             raise ValueError(f"sequence {seq.seq_id}: the prompt has {n} tokens; it must be "
                              f"shorter than max_model_len={max_len} to leave room for output")
@@ -170,19 +170,35 @@ class Scheduler:
             if not sample:
                 continue
             seq.append_token(int(next(tokens)))
-            seq.finish_reason = self._finish_reason(seq)
-            if seq.finish_reason is not None:
-                seq.status = SequenceStatus.FINISHED
-                self.block_manager.free(seq)
-                self.running.remove(seq)
+            reason = self._finish_reason(seq)
+            if reason is not None:
+                self.finish(seq, reason)
                 finished.append(seq)
         return finished
 
     def _finish_reason(self, seq: Sequence) -> str | None:
         params, token = seq.sampling_params, seq.last_token_id
-        if (token == self.eos_token_id and not params.ignore_eos) or token in params.stop_token_ids:
+        if token in params.stop_token_ids:
+            seq.stop_reason = token
+            return "stop"
+        if token == self.eos_token_id and not params.ignore_eos:
             return "stop"
         if (seq.num_completion_tokens >= params.max_tokens
                 or seq.num_tokens >= self.config.max_model_len):
             return "length"
         return None
+
+    def finish(self, seq: Sequence, reason: str) -> None:
+        """End ``seq`` now, from whichever queue holds it; its blocks go back to the pool.
+
+        Besides the stop conditions above, the engine ends requests here when a stop string
+        appears in their text ("stop"), when they are aborted ("abort"), and when a step that
+        computed them failed ("error"): then their last step's tokens were never computed,
+        and ``free`` also withdraws the blocks it published for them.
+        """
+        if seq.status is SequenceStatus.RUNNING:
+            self.block_manager.free(seq)
+            self.running.remove(seq)
+        elif seq.status is SequenceStatus.WAITING:
+            self.waiting.remove(seq)
+        seq.status, seq.finish_reason = SequenceStatus.FINISHED, reason

@@ -10,11 +10,11 @@ from nanovllm.sampling_params import SamplingParams
 
 class SequenceStatus(Enum):
     """Where a request is in its life: waiting -> running -> finished, and from running back
-    to waiting when it is preempted."""
+    to waiting when it is preempted. An abort or a failed step ends it from either queue."""
 
     WAITING = "waiting"  # queued: holds no KV blocks (new, or preempted)
     RUNNING = "running"  # admitted: holds blocks, gets tokens computed every step it is scheduled
-    FINISHED = "finished"  # done: blocks given back, ``finish_reason`` says why
+    FINISHED = "finished"  # over: its blocks are given back, ``finish_reason`` says why
 
 
 class Sequence:
@@ -50,7 +50,10 @@ class Sequence:
         self.num_computed_tokens = 0
         self.num_cached_tokens = 0
         self.block_table: list[int] = []
-        self.finish_reason: str | None = None  # None, "stop" or "length"
+        self.finish_reason: str | None = None  # "stop", "length", "abort" or "error" once over
+        self.stop_reason: int | str | None = None  # the stop token id or stop string that ended it
+        self.error: str | None = None  # what went wrong, when finish_reason is "error"
+        self.detokenizer = None  # its text as it grows, when the engine is asked to decode it
 
     @property
     def num_completion_tokens(self) -> int:

@@ -17,7 +17,7 @@ generator: the v-th number of a row is a pure function of (the row's 64-bit key,
 Nothing is stored or carried from step to step, any program can make any row's
 numbers, and the whole step can live in a CUDA graph, since the keys arrive in a
 tensor like any other input. The sampler chooses the keys: a request with a seed gets
-``hash((seed, step))``, so its tokens do not depend on its batch.
+``seed_key(seed, step)`` (``layers/sampler.py``), so its tokens do not depend on its batch.
 
 Philox turns (key, counter) into four 32-bit numbers at once, so token ``v`` takes
 number ``v % 4`` of counter ``v // 4``: a quarter of the arithmetic of one call per

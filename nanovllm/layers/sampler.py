@@ -14,7 +14,7 @@ For one row of logits and its request's parameters:
 
 Randomness: each row's waiting times come from its own *key*, a 64-bit number that
 fixes them completely (``kernels/sample.py`` makes them with Philox, a counter-based
-generator, inside the kernel). A request with a seed gets the key ``hash((seed, step))``
+generator, inside the kernel). A request with a seed gets the key ``seed_key(seed, step)``
 (``step``: tokens it has generated so far), so its output does not depend on which other
 requests share its batches, or on being preempted and recomputed. Requests without a
 seed get keys from the engine's own generator (seeded from ``Config.seed``), so a given
@@ -30,10 +30,12 @@ are an input tensor, a decode step's sampling is captured in its CUDA graph with
 model (``engine/cuda_graph.py``).
 """
 
+import struct
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+import xxhash
 from torch import nn
 
 from nanovllm.engine.model_inputs import copy_to
@@ -43,6 +45,14 @@ MAX_SCALE = 1e6  # the largest 1 / temperature used
 
 # Probabilities carry float32 rounding of ~1e-7; mass within this much of p counts as p.
 NUCLEUS_TOLERANCE = 1e-6
+
+
+def seed_key(seed: int, step: int) -> int:
+    """The key of a seeded request's random numbers at ``step``: xxh64 (seed 0) of ``seed``
+    and ``step`` as two 8-byte little-endian unsigned ints, top bit cleared (keys are int64).
+    Spelled out, unlike Python's ``hash`` of a tuple, so it is the same in every version and
+    on every machine."""
+    return xxhash.xxh64_intdigest(struct.pack("<QQ", seed, step)) & (2**63 - 1)
 
 
 @dataclass
@@ -86,7 +96,7 @@ class SamplingArrays:
         row_keys = keys.integers(0, 2**63, size=len(params), dtype=np.int64)
         for row, (p, step) in enumerate(zip(params, steps, strict=True)):
             if p.seed is not None:
-                row_keys[row] = hash((p.seed, step)) & (2**63 - 1)
+                row_keys[row] = seed_key(p.seed, step)
         return cls(floats=floats, keys=row_keys,
                    truncates=bool((top_ks > 0).any() or (top_ps < 1).any()))
 

@@ -53,8 +53,8 @@ def test_the_pool_must_be_sized_first():
 
 @pytest.mark.parametrize("tokens, max_tokens, message", [
     ([], 4, "sequence 9: the prompt is empty"),
-    ([1, -1], 4, r"token ids must be ints in \[0, 2\*\*32\)"),
-    ([1, 2**32], 4, r"token ids must be ints in \[0, 2\*\*32\)"),
+    ([1, -1], 4, r"token ids must be ints in \[0, 2\*\*31\)"),
+    ([1, 2**31], 4, r"token ids must be ints in \[0, 2\*\*31\)"),
     (range(16), 4, "the prompt has 16 tokens; it must be shorter than max_model_len=16"),
     (range(8), 8, "needs up to 4 KV blocks, but the pool has 3 blocks of 4 tokens"),
 ])
