@@ -15,6 +15,8 @@ How many blocks? Exactly ``Config.num_kvcache_blocks`` when that is set. Otherwi
   else, so we take a fixed budget rather than "what is free").
 """
 
+import os
+
 import torch
 
 from nanovllm.models.model_config import ModelConfig
@@ -36,12 +38,29 @@ def kv_cache_budget_bytes(config, device: torch.device, activation_bytes: int) -
     return int(config.cpu_kvcache_gib * 2**30)
 
 
+def memory_bytes(device: torch.device) -> int | None:
+    """Memory a cache could take at most: free GPU memory, or the machine's physical memory."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows): no check
+        return None
+
+
 def choose_num_blocks(config, model_config: ModelConfig, dtype: torch.dtype,
                       device: torch.device, activation_bytes: int = 0) -> int:
+    one_block = block_bytes(model_config, config.block_size, dtype, config.tensor_parallel_size)
     if config.num_kvcache_blocks > 0:
+        wanted, memory = config.num_kvcache_blocks * one_block, memory_bytes(device)
+        if memory is not None and wanted > memory:
+            where = "free on the GPU" if device.type == "cuda" else "in this machine"
+            raise ValueError(f"num_kvcache_blocks={config.num_kvcache_blocks} is invalid: the "
+                             f"cache would take {wanted / 2**30:,.1f} GiB ({one_block:,} bytes "
+                             f"a block), but there are {memory / 2**30:,.1f} GiB {where}; "
+                             f"lower it, or leave it 0 to size the cache from memory")
         return config.num_kvcache_blocks
     budget = kv_cache_budget_bytes(config, device, activation_bytes)
-    one_block = block_bytes(model_config, config.block_size, dtype, config.tensor_parallel_size)
     num_blocks = budget // one_block
     if num_blocks < 1:
         knob = "gpu_memory_utilization" if device.type == "cuda" else "cpu_kvcache_gib"

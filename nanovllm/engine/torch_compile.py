@@ -18,7 +18,9 @@ of tokens is a symbol, so one kernel serves every batch size) and shared by all 
 modules that use it.
 
 If the compiler fails (no working toolchain, an unsupported op), the piece falls back to
-eager PyTorch with a warning: compiling is an optimisation, never a requirement. CPU runs
+eager PyTorch with a warning: compiling is an optimisation, never a requirement. An error
+that is not the compiler's (out of memory, say) is the step's, and propagates as it would
+without compiling; the piece stays compiled. CPU runs
 never compile (``ModelRunner`` only calls this on a GPU, when
 ``Config.enable_torch_compile`` is set).
 """
@@ -38,6 +40,15 @@ PIECES = {
 }
 
 
+def is_compiler_error(error: Exception) -> bool:
+    """Did torch.compile itself fail (tracing, lowering, building a kernel)?"""
+    if isinstance(error, torch.OutOfMemoryError):
+        return False
+    module = type(error).__module__
+    return (isinstance(error, torch._dynamo.exc.TorchDynamoException)
+            or module.startswith(("torch._inductor", "triton")))
+
+
 class CompiledOrEager:
     """Calls ``torch.compile(function)``; on a compiler error, warns once and runs eagerly."""
 
@@ -50,7 +61,9 @@ class CompiledOrEager:
         if not self.failed:
             try:
                 return self.compiled(*args)
-            except Exception as error:  # torch._dynamo / inductor raise many types
+            except Exception as error:
+                if not is_compiler_error(error):
+                    raise
                 self.failed = True
                 warnings.warn(f"torch.compile failed for {self.function.__name__}, running it "
                               f"eagerly: {type(error).__name__}: {error}", stacklevel=2)
