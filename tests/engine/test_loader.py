@@ -83,7 +83,8 @@ def test_unsupported_architecture_is_named(tmp_path):
 @pytest.mark.parametrize("key, value, message", [
     ("rope_scaling", {"rope_type": "yarn", "factor": 4.0}, "rope type 'yarn'"),
     ("use_sliding_window", True, "use_sliding_window"),
-    ("hidden_act", "gelu", "hidden_act 'gelu'"),
+    ("hidden_act", "gelu", r'hidden_act must be "silu" \(nothing else is supported\), '
+                           r'got "gelu"'),
     ("num_key_value_heads", 3, "multiple of num_key_value_heads"),
     ("hidden_size", 0, "hidden_size must be a positive integer"),
 ])
