@@ -94,8 +94,8 @@ def main(argv=None) -> None:
     try:
         {"generate": run_generate, "random-checkpoint": run_random_checkpoint,
          "bench": run_bench}[args.command](args)
-    except (ValueError, FileNotFoundError) as error:
-        sys.exit(f"error: {error}")
+    except (ValueError, OSError) as error:  # bad input or a bad file: one line, no traceback
+        sys.exit("error: " + " ".join(str(error).splitlines()))
 
 
 if __name__ == "__main__":

@@ -6,11 +6,20 @@ has neither. Everything else (RMSNorm, rotary embeddings, grouped-query attentio
 a SiLU-gated MLP) is shared, so one ``ModelConfig`` and one model class serve all
 three. Anything the decoder cannot express (sliding windows, rotary scaling, other
 activations) is refused here, by name, instead of producing wrong numbers later.
+
+Every setting is checked for its kind too (``"head_dim": "16"``, ``64.5``, ``true``, ``-1``
+are refused), because a wrong kind otherwise surfaces as a library traceback deep in
+model building, far from the file and field that caused it. One helper, ``setting``,
+reads a field and names the file, the field, what is allowed and what was found.
 """
 
+import functools
 import json
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 # architecture name -> does it normalise q and k per head?
 QK_NORM_BY_ARCHITECTURE = {
@@ -20,6 +29,84 @@ QK_NORM_BY_ARCHITECTURE = {
 }
 ARCHITECTURE_BY_MODEL_TYPE = {"qwen3": "Qwen3ForCausalLM", "qwen2": "Qwen2ForCausalLM",
                               "llama": "LlamaForCausalLM"}
+
+
+class Kind(NamedTuple):
+    """What a setting may hold: a test, and the words an error uses for it."""
+
+    test: Callable[[object], bool]
+    allowed: str
+
+
+def is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # JSON true is no number
+
+
+def is_number(value) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+POSITIVE_INT = Kind(lambda v: is_int(v) and v > 0, "a positive integer")
+POSITIVE_NUMBER = Kind(lambda v: is_number(v) and v > 0, "a positive number")
+BOOL = Kind(lambda v: isinstance(v, bool), "true or false")
+TEXT = Kind(lambda v: isinstance(v, str), "a string")
+OBJECT = Kind(lambda v: isinstance(v, dict), "a JSON object")
+NAMES = Kind(lambda v: isinstance(v, list) and all(isinstance(n, str) for n in v),
+             "a list of strings")
+
+
+def token_ids(vocab_size: int) -> Kind:
+    """A token id, or a list of them (Hugging Face allows several end-of-sequence ids)."""
+    return Kind(lambda v: all(is_int(t) and 0 <= t < vocab_size
+                              for t in (v if isinstance(v, list) else [v])),
+                f"a token id in [0, {vocab_size}) or a list of them")
+
+
+def only(value) -> Kind:
+    """The one value of a setting that this decoder implements."""
+    return Kind(lambda v: type(v) is type(value) and v == value,
+                f"{json_text(value)} (nothing else is supported)")
+
+
+# settings that select something the decoder does not implement, and the value it needs
+ONLY_SUPPORTED = {"hidden_act": "silu", "use_sliding_window": False, "mlp_bias": False}
+REQUIRED = object()
+
+
+def setting(raw: dict, source: str, key: str, kind: Kind, default=REQUIRED):
+    """``raw[key]`` if it is of the kind, ``default`` if it is absent or null; else ValueError."""
+    value = raw.get(key)
+    if value is None and default is not REQUIRED:
+        return default
+    if key not in raw:
+        raise ValueError(f"{source}: {key} is missing; it must be {kind.allowed}")
+    if not kind.test(value):
+        raise ValueError(f"{source}: {key} must be {kind.allowed}, got {json_text(value)}")
+    return value
+
+
+def json_text(value) -> str:
+    """A value as JSON (as it is written in the file), cut short if long."""
+    text = json.dumps(value, default=repr)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def json_type(value) -> str:
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
+             int: "a number", float: "a number", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
+def read_json_object(path: Path) -> dict:
+    """The JSON object a settings file holds; ValueError naming the file if it holds anything else."""
+    try:
+        value = json.loads(path.read_bytes())
+    except ValueError as error:  # not JSON, or not UTF-8 text
+        raise ValueError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {json_type(value)}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -47,60 +134,64 @@ class ModelConfig:
         path = Path(folder) / "config.json"
         if not path.is_file():
             raise FileNotFoundError(f"{path}: not found; a model folder needs config.json")
-        try:
-            raw = json.loads(path.read_text())
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path}: not valid JSON ({error})") from None
-        return cls.from_dict(raw, source=str(path))
+        return cls.from_dict(read_json_object(path), source=str(path))
 
     @classmethod
     def from_dict(cls, raw: dict, source: str = "config.json") -> "ModelConfig":
+        if not isinstance(raw, dict):
+            raise ValueError(f"{source}: expected a JSON object, got {json_type(raw)}")
+        get = functools.partial(setting, raw, source)
+
         def fail(message: str) -> ValueError:
             return ValueError(f"{source}: {message}")
 
-        architectures = raw.get("architectures") or [
-            ARCHITECTURE_BY_MODEL_TYPE.get(raw.get("model_type", ""), "")]
-        architecture = architectures[0]
+        architectures, model_type = get("architectures", NAMES, []), get("model_type", TEXT, "")
+        architecture = architectures[0] if architectures else ARCHITECTURE_BY_MODEL_TYPE.get(
+            model_type, "")
         if architecture not in QK_NORM_BY_ARCHITECTURE:
-            raise fail(f"architecture {architecture or raw.get('model_type')!r} is not supported; "
+            raise fail(f"architecture {architecture or model_type or None!r} is not supported; "
                        f"expected one of {sorted(QK_NORM_BY_ARCHITECTURE)}")
-        for key in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
-                    "num_attention_heads"):
-            if not isinstance(raw.get(key), int) or raw[key] <= 0:
-                raise fail(f"{key} must be a positive integer, got {raw.get(key)!r}")
-        if raw.get("hidden_act", "silu") != "silu":
-            raise fail(f"hidden_act {raw['hidden_act']!r} is not supported; expected 'silu'")
-        if raw.get("use_sliding_window"):
-            raise fail("use_sliding_window=true is not supported; expected false")
-        if raw.get("mlp_bias"):
-            raise fail("mlp_bias=true is not supported; expected false")
-        rope = raw.get("rope_parameters") or raw.get("rope_scaling") or {}
+        vocab_size, hidden_size, num_heads = (
+            get(key, POSITIVE_INT) for key in ("vocab_size", "hidden_size", "num_attention_heads"))
+        for key, value in ONLY_SUPPORTED.items():
+            get(key, only(value), value)
+        rope = get("rope_parameters", OBJECT, {}) or get("rope_scaling", OBJECT, {})
         rope_type = rope.get("rope_type", rope.get("type", "default"))
         if rope_type != "default":
             raise fail(f"rope type {rope_type!r} is not supported; expected 'default' (no scaling)")
-        num_heads = raw["num_attention_heads"]
-        num_kv_heads = raw.get("num_key_value_heads") or num_heads
+        num_kv_heads = get("num_key_value_heads", POSITIVE_INT, num_heads)
         if num_heads % num_kv_heads:
             raise fail(f"num_attention_heads ({num_heads}) must be a multiple of "
                        f"num_key_value_heads ({num_kv_heads})")
-        qkv_bias = raw.get("attention_bias", architecture == "Qwen2ForCausalLM")
-        eos = raw.get("eos_token_id")
+        head_dim = get("head_dim", POSITIVE_INT, None)
+        if head_dim is None and hidden_size % num_heads:
+            raise fail(f"hidden_size ({hidden_size}) must be a multiple of num_attention_heads "
+                       f"({num_heads}) when head_dim is not given")
+        rope_theta = get("rope_theta", POSITIVE_NUMBER, None) or setting(
+            rope, f"{source}: rope_parameters", "rope_theta", POSITIVE_NUMBER, 10000.0)
+        eos = get("eos_token_id", token_ids(vocab_size), None)
+        bos = get("bos_token_id", token_ids(vocab_size), None)
         return cls(
             architecture=architecture,
-            vocab_size=raw["vocab_size"],
-            hidden_size=raw["hidden_size"],
-            intermediate_size=raw["intermediate_size"],
-            num_hidden_layers=raw["num_hidden_layers"],
+            vocab_size=vocab_size,
+            hidden_size=hidden_size,
+            intermediate_size=get("intermediate_size", POSITIVE_INT),
+            num_hidden_layers=get("num_hidden_layers", POSITIVE_INT),
             num_attention_heads=num_heads,
             num_key_value_heads=num_kv_heads,
-            head_dim=raw.get("head_dim") or raw["hidden_size"] // num_heads,
-            rms_norm_eps=float(raw.get("rms_norm_eps", 1e-6)),
-            rope_theta=float(raw.get("rope_theta") or rope.get("rope_theta") or 10000.0),
-            max_position_embeddings=int(raw.get("max_position_embeddings", 4096)),
-            tie_word_embeddings=bool(raw.get("tie_word_embeddings", False)),
-            qkv_bias=bool(qkv_bias),
+            head_dim=head_dim or hidden_size // num_heads,
+            rms_norm_eps=float(get("rms_norm_eps", POSITIVE_NUMBER, 1e-6)),
+            rope_theta=float(rope_theta),
+            max_position_embeddings=get("max_position_embeddings", POSITIVE_INT, 4096),
+            tie_word_embeddings=get("tie_word_embeddings", BOOL, False),
+            qkv_bias=get("attention_bias", BOOL, architecture == "Qwen2ForCausalLM"),
             qk_norm=QK_NORM_BY_ARCHITECTURE[architecture],
-            torch_dtype=str(raw.get("dtype") or raw.get("torch_dtype") or "float32"),
-            eos_token_id=eos[0] if isinstance(eos, list) and eos else eos,
-            bos_token_id=raw.get("bos_token_id"),
+            torch_dtype=get("dtype", TEXT, None) or get("torch_dtype", TEXT, "float32"),
+            eos_token_id=first(eos),
+            bos_token_id=first(bos),
         )
+
+
+def first(ids: int | list[int] | None) -> int | None:
+    """The engine stops on one end-of-sequence id; of a list, it takes the first."""
+    return (ids[0] if ids else None) if isinstance(ids, list) else ids

@@ -7,10 +7,21 @@ has one (``chat_template.jinja``, or the ``chat_template`` field of
 tuned on; rendering it needs ``jinja2``, imported only when a template is used.
 """
 
-import json
+import functools
 from pathlib import Path
 
 from tokenizers import Tokenizer as HFTokenizer
+
+from nanovllm.models.model_config import Kind, read_json_object, setting
+
+
+def is_special_token(value) -> bool:
+    """tokenizer_config.json writes a special token either as text or as {"content": text}."""
+    return isinstance(value, str) or (isinstance(value, dict)
+                                      and isinstance(value.get("content"), str))
+
+
+SPECIAL_TOKEN = Kind(is_special_token, 'a string or {"content": string}')
 
 
 class Tokenizer:
@@ -19,14 +30,20 @@ class Tokenizer:
         path = folder / "tokenizer.json"
         if not path.is_file():
             raise FileNotFoundError(f"{path}: not found; a model folder needs tokenizer.json")
-        self.backend = HFTokenizer.from_file(str(path))
+        try:
+            self.backend = HFTokenizer.from_file(str(path))
+        except Exception as error:  # the tokenizers library raises a bare Exception
+            raise ValueError(f"{path}: not a tokenizer the tokenizers library can read "
+                             f"({error})") from None
         settings_path = folder / "tokenizer_config.json"
-        settings = json.loads(settings_path.read_text()) if settings_path.is_file() else {}
+        settings = read_json_object(settings_path) if settings_path.is_file() else {}
         template_path = folder / "chat_template.jinja"
         self.chat_template: str | None = (template_path.read_text() if template_path.is_file()
                                           else settings.get("chat_template"))
-        self.eos_token: str | None = _token_text(settings.get("eos_token"))
-        self.bos_token: str | None = _token_text(settings.get("bos_token"))
+        token = functools.partial(setting, settings, str(settings_path), kind=SPECIAL_TOKEN,
+                                  default=None)
+        self.eos_token: str | None = _token_text(token("eos_token"))
+        self.bos_token: str | None = _token_text(token("bos_token"))
 
     @property
     def vocab_size(self) -> int:
@@ -58,6 +75,5 @@ class Tokenizer:
                                raise_exception=raise_exception)
 
 
-def _token_text(token) -> str | None:
-    """tokenizer_config.json writes special tokens either as text or as {"content": text}."""
+def _token_text(token: str | dict | None) -> str | None:
     return token.get("content") if isinstance(token, dict) else token

@@ -1,12 +1,15 @@
 """Loading a Hugging Face folder: what loads, and the errors for folders that cannot."""
 
 import json
+import re
 import shutil
 
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from nanovllm.engine.model_runner import default_dtype
+from nanovllm.layers.linear import building_shard
 from nanovllm.models.model_config import ModelConfig
 from nanovllm.models.qwen3 import Qwen3ForCausalLM
 from nanovllm.utils.loader import load_model
@@ -20,8 +23,9 @@ def copy_of(variant, tmp_path):
     return folder
 
 
-def load(folder):
-    model = Qwen3ForCausalLM(ModelConfig.from_folder(folder))
+def load(folder, dtype=torch.float32, rank=0, size=1):
+    with default_dtype(dtype), building_shard(rank, size):
+        model = Qwen3ForCausalLM(ModelConfig.from_folder(folder))
     load_model(model, folder)
     return model
 
@@ -83,7 +87,8 @@ def test_unsupported_architecture_is_named(tmp_path):
 @pytest.mark.parametrize("key, value, message", [
     ("rope_scaling", {"rope_type": "yarn", "factor": 4.0}, "rope type 'yarn'"),
     ("use_sliding_window", True, "use_sliding_window"),
-    ("hidden_act", "gelu", "hidden_act 'gelu'"),
+    ("hidden_act", "gelu", r'hidden_act must be "silu" \(nothing else is supported\), '
+                           r'got "gelu"'),
     ("num_key_value_heads", 3, "multiple of num_key_value_heads"),
     ("hidden_size", 0, "hidden_size must be a positive integer"),
 ])
@@ -130,3 +135,45 @@ def test_unexpected_tensor_is_named(tmp_path):
     with pytest.raises(ValueError, match=r"extra.safetensors: unexpected tensor "
                                          r"'model.layers.0.mlp.extra.weight'"):
         load(folder)
+
+
+def set_weight(folder, name, index, value):
+    """Write one value into a checkpoint tensor; returns the file that holds it."""
+    path = file_holding(folder, name)
+    tensors = load_file(path)
+    tensors[name][index] = value
+    save_file(tensors, path)
+    return path
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_a_nan_weight_is_refused_whatever_the_dtype(tmp_path, dtype):
+    folder = copy_of("qwen3", tmp_path)
+    name = "model.layers.1.mlp.gate_proj.weight"
+    path = set_weight(folder, name, (3, 4), float("nan"))
+    with pytest.raises(ValueError) as caught:
+        load(folder, dtype)
+    assert str(caught.value) == (f"{path}: tensor '{name}' holds NaN or infinite values; "
+                                 f"every weight must be a finite number")
+
+
+def test_each_rank_checks_the_part_it_reads(tmp_path):
+    """q_proj rows 32-63 (query heads 2-3) belong to rank 1 of 2; only rank 1 sees the NaN."""
+    folder = copy_of("qwen3", tmp_path)
+    name = "model.layers.0.self_attn.q_proj.weight"
+    path = set_weight(folder, name, (40, 0), float("nan"))
+    load(folder, rank=0, size=2)
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}: tensor '{name}' holds NaN"):
+        load(folder, rank=1, size=2)
+
+
+def test_a_weight_too_large_for_the_dtype_is_refused(tmp_path):
+    """1e6 is a finite float32, but infinite in float16: the loaded model would be."""
+    folder = copy_of("qwen3", tmp_path)
+    name = "model.layers.0.mlp.down_proj.weight"
+    path = set_weight(folder, name, (0, 0), 1e6)
+    load(folder, torch.float32)
+    with pytest.raises(ValueError) as caught:
+        load(folder, torch.float16)
+    assert str(caught.value) == (f"{path}: tensor '{name}' holds values up to 1e+06, beyond the "
+                                 f"range of float16; load the model in float32 or bfloat16")
