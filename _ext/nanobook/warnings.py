@@ -68,14 +68,16 @@ class BookWarning(Enum):
     """``make gpu-check`` cannot do what it was asked (no GPU, nothing selected)."""
 
     QUIZ_SYNTAX = "quiz_syntax"
-    """A quiz or question is malformed (no options, an option without feedback, ...)."""
+    """A quiz or question is malformed (no options, more options than letters, an option without
+    feedback, a ``:name:`` that is not a plain name, ...)."""
     QUIZ_COUNT = "quiz_count"
     """A quiz has a different number of questions than it declares."""
     QUIZ_BALANCE = "quiz_balance"
     """Over all quizzes, one answer position holds too many of the correct answers."""
 
     SIMULATOR = "simulator"
-    """A simulator directive names an unknown widget or gives bad parameters."""
+    """A simulator directive names an unknown widget, gives bad parameters or a ``:name:`` that is
+    not a plain name."""
     CALLOUT = "callout"
     """A callout (analogy, why it matters, misconceptions, takeaways) is malformed."""
     VALUE = "value"
