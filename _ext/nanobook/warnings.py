@@ -42,7 +42,11 @@ class BookWarning(Enum):
     SLICE_SYNTAX = "slice_syntax"
     """An ``engine-slice`` directive is malformed (argument, options, annotation lines)."""
     SLICE_FILE = "slice_file"
-    """The engine file of a slice does not exist or cannot be parsed."""
+    """The engine file of a slice does not exist, is not UTF-8 text or cannot be parsed."""
+    SLICE_PATH = "slice_path"
+    """A slice names a file outside the folders slices may show (the engine packages and this
+    extension, inside the repository): an absolute path, a ``..`` that leads out, a link to a
+    file elsewhere."""
     SLICE_OBJECT = "slice_object"
     """The class, method or function named by a slice is not in its file."""
     SLICE_MARKER = "slice_marker"
