@@ -59,7 +59,11 @@ class BookWarning(Enum):
     CHECK_SYNTAX = "check_syntax"
     """A ``check`` directive is malformed (options, name, separator)."""
     CHECK_FAILED = "check_failed"
-    """An executed check raised an exception it did not declare with ``:raises:``."""
+    """An executed check raised an exception it did not declare with ``:raises:``
+    (``KeyboardInterrupt`` and ``SystemExit`` included), or did not raise the one it declared."""
+    CHECK_TIMEOUT = "check_timeout"
+    """An executed check ran longer than its time limit (``:timeout:``, 60 s by default) and was
+    stopped."""
     CHECK_MISMATCH = "check_mismatch"
     """An executed check printed something other than its expected output."""
     RECORD_MISSING = "record_missing"
