@@ -18,7 +18,17 @@ The argument chooses the lines:
 * ``module``: the whole file.
 
 ``module`` is a dotted module name under the engine root or a path relative to it
-(``nanovllm/engine/block_manager.py``).
+(``nanovllm/engine/block_manager.py``). Slices show the engine and nothing else:
+the file must lie, once links are followed, inside one of the engine packages
+(``nanobook_engine_packages``) or inside this extension (the authoring guide shows
+its own code), both under the engine root. An absolute path, a ``..`` that leads
+out, or a link to a file elsewhere is an error, so a page cannot publish a file from
+outside the repository (``/etc/passwd``) or from its corners (``conf.py``, ``.git/``).
+The file must be UTF-8 text.
+
+``:name:``, when given, is the slice's anchor and must be a plain name (see
+``nanobook.names``); ``:language:`` overrides the highlighting chosen from the
+file's suffix with a Pygments lexer name.
 
 Each annotation is a text pattern in backticks that must occur in exactly one
 line of the slice, then ``: `` and the note (MyST). Patterns, never line numbers:
@@ -50,12 +60,15 @@ from sphinx.application import Sphinx
 from sphinx.util.docutils import SphinxDirective
 from sphinx.util.nodes import make_id
 
-from .engine_source import display_path, engine_root, module_file
+from .engine_source import display_path, engine_packages, engine_root, module_file
 from .entries import EntrySyntaxError, parse_entries
+from .html_attr import attr
+from .names import name_problem
 from .warnings import BookWarning
 
 SOURCE_PAGE_PREFIX = "code/"  # the whole engine files live at code/<path>.html
 _PATTERN = re.compile(r"^(`+)(.+?)\1$")
+_LANGUAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_+#.-]*")  # a Pygments lexer name
 LANGUAGES = {".py": "python", ".json": "json", ".toml": "toml", ".md": "markdown", ".sh": "bash"}
 
 
@@ -92,19 +105,72 @@ def parse_target(target: str) -> tuple[str, str, str]:
     return target, "file", ""
 
 
-def resolve_file(root: Path, module: str) -> Path:
+def slice_folders(root: Path, packages: tuple[str, ...]) -> list[Path]:
+    """What slices may show: each engine package (folder or module) and this extension's folder.
+
+    Each only where it lies under ``root``; every path is resolved (links followed).
+    """
+    folders = []
+    for package in packages:
+        base = root.joinpath(*package.split("."))
+        folders += [c.resolve() for c in (base, base.with_suffix(".py")) if c.exists()][:1]
+    folders.append(Path(__file__).resolve().parent)
+    return [f for f in folders if f.is_relative_to(root)]
+
+
+def _allowed(root: Path, folders: list[Path]) -> str:
+    shown = ", ".join(f.relative_to(root).as_posix() + ("/" if f.is_dir() else "")
+                      for f in folders) or "nothing: no engine package lies under it"
+    return (f"slices show files of {shown} under {root}, named by module "
+            "(package.module) or by a path relative to that folder")
+
+
+def resolve_file(root: Path, module: str, folders: list[Path]) -> Path:
+    """The file a slice names, resolved, once it is known to lie inside ``folders``."""
     if "/" in module or module.endswith(".py"):
-        path = (root / module).resolve()
-        if not path.is_file():
-            raise SliceError(BookWarning.SLICE_FILE, f"no engine file {module!r} under {root}")
-        return path
-    path = module_file(root, module)
-    if path is None:
-        rel = module.replace(".", "/")
-        raise SliceError(BookWarning.SLICE_FILE,
-                         f"no engine module {module!r} (looked for {rel}.py and "
-                         f"{rel}/__init__.py under {root})")
+        if Path(module).is_absolute():
+            raise SliceError(BookWarning.SLICE_PATH,
+                             f"{module!r} is an absolute path; {_allowed(root, folders)}")
+        named = root / module
+        path = named.resolve()
+    else:
+        found = module_file(root, module)
+        if found is None:
+            rel = module.replace(".", "/")
+            raise SliceError(BookWarning.SLICE_FILE,
+                             f"no engine module {module!r} (looked for {rel}.py and "
+                             f"{rel}/__init__.py under {root})")
+        named, path = found, found.resolve()
+    if not any(path == f or path.is_relative_to(f) for f in folders):
+        links = [p for p in (named, *named.parents) if p.is_relative_to(root) and p != root]
+        if any(p.is_symlink() for p in links):
+            what = f"{module!r} is a link to {path},"
+        elif path != named:
+            what = f"{module!r} leads to {path},"
+        else:
+            what = f"{module!r} ({display_path(root, path)}) is"
+        raise SliceError(BookWarning.SLICE_PATH,
+                         f"{what} outside the files slices may show; {_allowed(root, folders)}")
+    if not path.is_file():
+        raise SliceError(BookWarning.SLICE_FILE, f"no engine file {module!r} under {root}")
     return path
+
+
+def read_text(root: Path, path: Path) -> str:
+    """The file's text; a file that is not UTF-8 is an error naming it and the first bad byte."""
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise SliceError(BookWarning.SLICE_FILE,
+                         f"cannot read {display_path(root, path)}: {error.strerror}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise SliceError(BookWarning.SLICE_FILE,
+                         f"{display_path(root, path)} is not UTF-8 text (line {line}, byte "
+                         f"{data[error.start]:#04x}: {error.reason}); slices show UTF-8 files only, "
+                         "so save it as UTF-8") from None
 
 
 def find_object(path: Path, text: str, qualname: str) -> SliceSpan:
@@ -161,11 +227,18 @@ class EngineSliceDirective(SphinxDirective):
     def run(self) -> list[nodes.Node]:
         target = self.arguments[0]
         module, kind, name = parse_target(target)
+        if "name" in self.options and (problem := name_problem(self.options["name"])):
+            return self.fail(BookWarning.SLICE_SYNTAX, problem)
+        language = self.options.get("language")
+        if language is not None and not _LANGUAGE.fullmatch(language):
+            return self.fail(BookWarning.SLICE_SYNTAX,
+                             f":language: {language!r} is not a lexer name; give a Pygments "
+                             "lexer name (letters, digits and + # . _ -), such as python")
         root = engine_root(self.config)
         try:
-            path = resolve_file(root, module)
+            path = resolve_file(root, module, slice_folders(root, engine_packages(self.config)))
             self.env.note_dependency(str(path))
-            text = path.read_text(encoding="utf-8")
+            text = read_text(root, path)
             lines = text.splitlines()
             if kind == "object":
                 span = find_object(path, text, name)
@@ -268,37 +341,37 @@ def visit_slice_html(self, node: engine_slice) -> None:
     href = self.builder.get_relative_uri(self.builder.current_docname, node["page"])
     href += f"#L{node['start']}"
     wide = " nb-has-notes" if markers else ""
-    self.body.append(f'<figure class="nb-slice{wide}" id="{slice_id}">\n'
+    self.body.append(f'<figure class="nb-slice{attr(wide)}" id="{attr(slice_id)}">\n'
                      '<figcaption class="nb-slice-head">')
     if node["caption"]:
         self.body.append(f'<span class="nb-slice-caption">{html.escape(node["caption"])}</span> ')
     self.body.append(
-        f'<a class="nb-slice-path reference internal" href="{html.escape(href)}">'
+        f'<a class="nb-slice-path reference internal" href="{attr(href)}">'
         f'<code>{html.escape(node["path"])}</code></a> '
         f'<span class="nb-slice-lines">lines {node["start"]}&#8211;{node["end"]}</span>'
     )
     if node["what"] not in ("whole file",):
         self.body.append(f' <span class="nb-slice-what">{html.escape(node["what"])}</span>')
     self.body.append("</figcaption>\n")
-    has_notes = bool(markers)
-    self.body.append(f'<div class="nb-slice-body{" nb-has-notes" if has_notes else ""}">')
+    self.body.append(f'<div class="nb-slice-body{attr(wide)}">')
     rendered = []
     for offset, code_html in enumerate(_highlighted_lines(self, node)):
         line = node["start"] + offset
         gutter = ""
         if line in markers:
             n = markers[line]
-            gutter = (f'<a class="nb-marker" href="#{slice_id}-note-{n}" data-note="{n}" '
-                      f'aria-label="Note {n}">{n}</a>')
+            gutter = (f'<a class="nb-marker" href="#{attr(slice_id)}-note-{attr(n)}" '
+                      f'data-note="{attr(n)}" aria-label="Note {attr(n)}">{n}</a>')
         cls = "nb-line nb-annotated" if line in markers else "nb-line"
-        attrs = f' data-note="{markers[line]}"' if line in markers else ""
+        note = f' data-note="{attr(markers[line])}"' if line in markers else ""
         rendered.append(
-            f'<span class="{cls}" data-line="{line}"{attrs}><span class="nb-gutter">{gutter}</span>'
+            f'<span class="{attr(cls)}" data-line="{attr(line)}"{note}>'
+            f'<span class="nb-gutter">{gutter}</span>'
             f'<span class="linenos">{line}</span>{code_html}</span>'
         )
     self.body.append(
-        f'<div class="highlight-{node["language"]} notranslate nb-slice-code"><div class="highlight">'
-        f'<pre>{chr(10).join(rendered)}\n</pre></div></div>'
+        f'<div class="highlight-{attr(node["language"])} notranslate nb-slice-code">'
+        f'<div class="highlight"><pre>{chr(10).join(rendered)}\n</pre></div></div>'
     )
     for child in node.children[1:]:
         child.walkabout(self)
@@ -308,8 +381,8 @@ def visit_slice_html(self, node: engine_slice) -> None:
 
 def visit_note_html(self, node: slice_note) -> None:
     self.body.append(
-        f'<li class="nb-note" id="{node["ids"][0]}" data-note="{node["number"]}" '
-        f'data-line="{node["line"]}" tabindex="0">'
+        f'<li class="nb-note" id="{attr(node["ids"][0])}" data-note="{attr(node["number"])}" '
+        f'data-line="{attr(node["line"])}" tabindex="0">'
         f'<span class="nb-note-line">line {node["line"]}</span> '
     )
 
@@ -392,7 +465,8 @@ def collect_engine_pages(app: Sphinx):
         if lines and lines[-1] == "":
             lines.pop()
         body = "".join(
-            f'<span class="nb-src-line" id="L{i}"><a class="linenos" href="#L{i}">{i}</a>{code}</span>\n'
+            f'<span class="nb-src-line" id="L{attr(i)}"><a class="linenos" href="#L{attr(i)}">{i}</a>'
+            f"{code}</span>\n"
             for i, code in enumerate(lines, start=1)
         )
         title = html.escape(rel)
@@ -401,7 +475,8 @@ def collect_engine_pages(app: Sphinx):
             "body": (f'<h1 class="nb-src-title"><code>{title}</code></h1>'
                      f'<p class="nb-src-note">The whole file as this book was built from it, '
                      f'{len(lines)} lines. Slices in the chapters link to their lines here.</p>'
-                     f'<div class="highlight-{language} notranslate nb-src"><div class="highlight">'
+                     f'<div class="highlight-{attr(language)} notranslate nb-src">'
+                     '<div class="highlight">'
                      f"<pre>{body}</pre></div></div>"),
             "parents": [],
             "display_toc": False,

@@ -126,7 +126,7 @@ def files_reached(root: Path, packages: Iterable[str], sources: Iterable[str],
         module, is_package = _module_name(root, path)
         try:
             names = imported_names(path.read_text(encoding="utf-8"), module, is_package)
-        except SyntaxError:
+        except (SyntaxError, ValueError):  # not Python, not UTF-8 (UnicodeDecodeError), NUL bytes
             continue  # the file is still hashed; its imports are unknown
         for name in names:
             if in_engine(name):

@@ -27,6 +27,7 @@ Options:
                   ``Exc: message``. Any other exception fails the build.
 ``:depends:``     extra files (globs under the engine root) its output depends on,
                   for GPU records (model weights, say).
+``:timeout: S``   the block's time limit in whole seconds, 1 to 3600 (default 60).
 ``:hide-code:``   run, but do not show the code (setup such as loading a model).
 ``:hide-output:`` run, but do not show the output.
 
@@ -47,11 +48,19 @@ missing record is an error. ``make gpu-check`` (the ``gpucheck`` builder) runs
 the GPU blocks on a GPU machine and rewrites their records; ``CHAPTER=04`` or
 ``BLOCK=name`` narrow it.
 
+**Time limit, interrupts.** A block that runs longer than its time limit is
+stopped and fails the build (``nanobook.check_timeout``), naming the page, the
+block and the limit; ``nanobook.time_limit`` says how the limit is enforced and
+where it cannot reach. A ``KeyboardInterrupt`` or ``SystemExit`` that the block
+raises is that block's failure; the user's Ctrl-C at the terminal still stops the
+build (``nanobook.user_interrupt`` tells the two apart).
+
 **make doctest.** The nodes carry what ``sphinx.ext.doctest`` reads
 (``testnodetype``, ``groups``, ``options``, ``skipif``), so ``sphinx-build -b
 doctest`` runs every block again, comparing with the expected output where
 there is one; GPU blocks are skipped where there is no GPU. The doctest builder
-does not run the blocks while reading: it runs them itself.
+does not run the blocks while reading: it runs them itself, each through
+``run_for_doctest``, under the same time limit and the same Ctrl-C rule.
 
 Output is what the code writes to ``sys.stdout`` (``print``); standard error is
 shown only when a block fails. Output written straight to the file descriptor
@@ -66,7 +75,7 @@ import linecache
 import re
 import sys
 import traceback
-from contextlib import redirect_stderr, redirect_stdout
+from contextlib import nullcontext, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,13 +88,18 @@ from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
 
 from . import records
+from . import time_limit as time_limit_module
 from .book import book
 from .engine_source import engine_packages, engine_root, file_digest, files_reached
+from .time_limit import CheckTimeout, time_limit
+from .user_interrupt import watch_ctrl_c
 from .warnings import BookWarning
 
 logger = logging.getLogger(__name__)
 
 SEPARATOR = "---"
+DEFAULT_TIMEOUT = 60  # seconds a block may run, unless it says otherwise with :timeout:
+MAX_TIMEOUT = 3600
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _EXC_NAME = re.compile(r"^[A-Za-z_][\w.]*$")
 
@@ -112,6 +126,7 @@ class CheckDirective(SphinxDirective):
         "gpus": _gpus,
         "raises": directives.unchanged_required,
         "depends": directives.unchanged_required,
+        "timeout": directives.unchanged_required,
         "hide-code": directives.flag,
         "hide-output": directives.flag,
     }
@@ -141,6 +156,11 @@ class CheckDirective(SphinxDirective):
         raises = self.options.get("raises", "")
         if raises and not _EXC_NAME.match(raises):
             return self.fail(f":raises: {raises!r} is not an exception name")
+        timeout = self.options.get("timeout", str(DEFAULT_TIMEOUT))
+        if not (timeout.isdigit() and 1 <= int(timeout) <= MAX_TIMEOUT):
+            return self.fail(f":timeout: {timeout!r} is not allowed; give the block's time limit "
+                             f"in whole seconds, from 1 to {MAX_TIMEOUT} (the default is "
+                             f"{DEFAULT_TIMEOUT})")
         try:
             compile(code, "<check>", "exec")
         except SyntaxError as error:
@@ -148,7 +168,7 @@ class CheckDirective(SphinxDirective):
 
         node = check_block(
             classes=["nb-check"], code=code, expected=expected, name=name, gpus=gpus, raises=raises,
-            depends=self.options.get("depends", "").split(),
+            depends=self.options.get("depends", "").split(), timeout=int(timeout),
             hide_code="hide-code" in self.options, hide_output="hide-output" in self.options,
         )
         self.set_source_info(node)
@@ -158,9 +178,14 @@ class CheckDirective(SphinxDirective):
                 return self.fail(f"two checks on this page are named {name!r}")
             node["ids"].append(node_id)
             self.state.document.ids[node_id] = node
-        code_node = nodes.literal_block(code, code, language="python", classes=["nb-check-code"],
-                                        testnodetype="testcode", groups=["default"],
-                                        test=doctest_source(code, expected, raises))
+        # The block's number on its page, as page_blocks counts: its label when it has no name.
+        index = self.env.temp_data.get("nanobook_checks", 0) + 1
+        self.env.temp_data["nanobook_checks"] = index
+        label = block_label(name, index)
+        code_node = nodes.literal_block(
+            code, code, language="python", classes=["nb-check-code"], testnodetype="testcode",
+            groups=["default"],
+            test=doctest_source(code, expected, raises, int(timeout), self.env.docname, label))
         if gpus:
             code_node["skipif"] = (f"__import__('nanobook.executed').executed.detected_gpus() < {gpus}")
         self.set_source_info(code_node)
@@ -180,13 +205,50 @@ class CheckDirective(SphinxDirective):
         return [node]
 
 
-def doctest_source(code: str, expected: str | None, raises: str) -> str:
-    """The code ``sphinx.ext.doctest`` runs: as is, or with its output discarded when unasserted."""
-    if expected is not None or raises:
-        return code
-    return ("import contextlib as _nb_c, io as _nb_io\n"
-            "with _nb_c.redirect_stdout(_nb_io.StringIO()):\n"
-            f"    exec(compile({code!r}, '<check>', 'exec'), globals())\n")
+def block_label(name: str, index: int) -> str:
+    """How messages name a block: its ``:name:``, else its number on the page (``#2``)."""
+    return name or f"#{index}"
+
+
+def block_filename(docname: str, label: str) -> str:
+    """The file name of the block's code in tracebacks: it names the page and the block."""
+    return f"<{docname}: check {label}>"
+
+
+def doctest_source(code: str, expected: str | None, raises: str, timeout: int, docname: str,
+                   label: str) -> str:
+    """The code ``sphinx.ext.doctest`` runs: the block, through ``run_for_doctest``."""
+    quiet = expected is None and not raises
+    return ("__import__('nanobook.executed').executed.run_for_doctest("
+            f"{code!r}, globals(), {docname!r}, {label!r}, timeout={timeout!r}, "
+            f"quiet={quiet!r})\n")
+
+
+class BlockInterrupted(Exception):
+    """A block raised ``KeyboardInterrupt`` itself (the doctest runner would stop on it)."""
+
+
+def run_for_doctest(code: str, namespace: dict, docname: str, label: str, timeout: int,
+                    quiet: bool) -> None:
+    """Run a block for ``make doctest`` under the build's rules.
+
+    Its time limit applies, and a ``KeyboardInterrupt`` it raises itself becomes
+    ``BlockInterrupted``, a failure of this block, where the doctest runner would end the
+    whole run. Output goes to the doctest runner, or nowhere when the block asserts none.
+    """
+    compiled = compile(code, block_filename(docname, label), "exec")
+    with watch_ctrl_c() as ctrl_c:
+        try:
+            with redirect_stdout(io.StringIO()) if quiet else nullcontext(), time_limit(timeout):
+                exec(compiled, namespace)  # noqa: S102 - running the book's code is the point
+        except CheckTimeout as exc:
+            raise CheckTimeout(f"check {label} in {docname!r} {timeout_reason(timeout)}") from exc
+        except KeyboardInterrupt as exc:
+            if ctrl_c.from_user():
+                raise
+            raise BlockInterrupted(f"check {label} in {docname!r} raised KeyboardInterrupt") from exc
+    if ctrl_c.pressed:
+        raise KeyboardInterrupt  # the user's Ctrl-C, which the block caught
 
 
 def doctest_expected(expected: str | None, raises: str) -> str | None:
@@ -205,39 +267,74 @@ class Outcome:
     stderr: str
     error: str = ""  # why the block failed (empty when it did what it should)
     used_cuda: bool = False
+    timed_out: bool = False
+
+    @property
+    def kind(self) -> BookWarning:
+        return BookWarning.CHECK_TIMEOUT if self.timed_out else BookWarning.CHECK_FAILED
 
 
 def new_namespace() -> dict:
     return {"__name__": "__main__", "book": book}
 
 
-def run_code(code: str, namespace: dict, filename: str, raises: str = "") -> Outcome:
-    """Run ``code`` in ``namespace``, capturing what it prints."""
+def timeout_reason(timeout: int) -> str:
+    default = " (the default)" if timeout == DEFAULT_TIMEOUT else ""
+    return (f"did not finish within its time limit of {timeout} s{default} and was stopped; "
+            f"if it needs longer, give it more with `:timeout: SECONDS` (at most {MAX_TIMEOUT})")
+
+
+def run_code(code: str, namespace: dict, filename: str, raises: str = "",
+             timeout: int = DEFAULT_TIMEOUT) -> Outcome:
+    """Run ``code`` in ``namespace`` under its time limit, capturing what it prints.
+
+    Whatever the block raises is its outcome, ``KeyboardInterrupt`` and ``SystemExit``
+    included; only the user's Ctrl-C goes on up and stops the build.
+    """
     lines = code.splitlines(keepends=True)
     linecache.cache[filename] = (len(code), None, lines, filename)
     out, err = io.StringIO(), io.StringIO()
     cuda_before = _cuda_initialized()
     try:
         compiled = compile(code, filename, "exec")
-        with redirect_stdout(out), redirect_stderr(err):
-            exec(compiled, namespace)  # noqa: S102 - running the book's code is the point
-    except Exception as exc:  # noqa: BLE001 - any failure of the block is reported
-        printed = out.getvalue()
-        kind = type(exc).__name__
-        if raises and raises.rsplit(".", 1)[-1] in {c.__name__ for c in type(exc).__mro__}:
-            text = f"{kind}: {exc}" if str(exc) else kind
-            return Outcome(printed + text + "\n", err.getvalue())
-        frames = traceback.format_exception(exc)
-        # Leave out this module's own frame: the reader's traceback starts in the block.
-        text = "".join(f for f in frames if __file__ not in f)
-        reason = f"raised {kind}: {exc}" if not raises else f"raised {kind}, not {raises}: {exc}"
-        return Outcome(printed + text, err.getvalue(), error=reason)
-    except SystemExit as exc:
-        return Outcome(out.getvalue(), err.getvalue(), error=f"called sys.exit({exc.code!r})")
+    except (SyntaxError, ValueError) as exc:  # (the directive compiled it already)
+        return Outcome("", "", error=f"does not compile: {exc}")
+    with watch_ctrl_c() as ctrl_c:
+        try:
+            with redirect_stdout(out), redirect_stderr(err), time_limit(timeout):
+                exec(compiled, namespace)  # noqa: S102 - running the book's code is the point
+        except CheckTimeout as exc:
+            return Outcome(out.getvalue() + _traceback(exc), err.getvalue(),
+                           error=timeout_reason(timeout), timed_out=True)
+        except BaseException as exc:  # noqa: BLE001 - any failure of the block is reported
+            if isinstance(exc, KeyboardInterrupt) and ctrl_c.from_user():
+                raise
+            return _failure(exc, raises, out.getvalue(), err.getvalue())
+    if ctrl_c.pressed:
+        raise KeyboardInterrupt  # the user's Ctrl-C, which the block caught
     used_cuda = _cuda_initialized() and not cuda_before
     if raises:
         return Outcome(out.getvalue(), err.getvalue(), error=f"was meant to raise {raises} but did not")
     return Outcome(out.getvalue(), err.getvalue(), used_cuda=used_cuda or _cuda_initialized())
+
+
+def _failure(exc: BaseException, raises: str, printed: str, stderr: str) -> Outcome:
+    kind = type(exc).__name__
+    if raises and raises.rsplit(".", 1)[-1] in {c.__name__ for c in type(exc).__mro__}:
+        text = f"{kind}: {exc}" if str(exc) else kind
+        return Outcome(printed + text + "\n", stderr)
+    if isinstance(exc, SystemExit):
+        return Outcome(printed, stderr, error=f"called sys.exit({exc.code!r})")
+    reason = f"raised {kind}" if not raises else f"raised {kind}, not {raises}"
+    reason += f": {exc}" if str(exc) else ""
+    return Outcome(printed + _traceback(exc), stderr, error=reason)
+
+
+def _traceback(exc: BaseException) -> str:
+    """The traceback from the block's first frame on: the frames of the runner left out."""
+    runner = (__file__, time_limit_module.__file__)
+    return "".join(f for f in traceback.format_exception(exc)
+                   if not any(path in f for path in runner))
 
 
 def _cuda_initialized() -> bool:
@@ -311,10 +408,14 @@ class Block:
 
     @property
     def label(self) -> str:
-        return self.node["name"] or f"#{self.index}"
+        return block_label(self.node["name"], self.index)
+
+    @property
+    def timeout(self) -> int:
+        return self.node.get("timeout", DEFAULT_TIMEOUT)
 
     def filename(self, docname: str) -> str:
-        return f"<{docname}: check {self.label}>"
+        return block_filename(docname, self.label)
 
     def key(self, config) -> tuple[records.BlockKey, list[str]]:
         root = engine_root(config)
@@ -371,10 +472,11 @@ def execute_page(app: Sphinx, doctree: nodes.document) -> None:
         if block.gpus:
             _gpu_block(app, docname, block)
             continue
-        outcome = run_code(block.code, namespace, block.filename(docname), block.node["raises"])
+        outcome = run_code(block.code, namespace, block.filename(docname), block.node["raises"],
+                           block.timeout)
         _note_engine_dependencies(app, block)
         if outcome.error:
-            BookWarning.CHECK_FAILED.error(
+            outcome.kind.error(
                 f"check {block.label} in {docname!r} {outcome.error}\n{outcome.output}"
                 + (f"\nstandard error:\n{outcome.stderr}" if outcome.stderr else ""),
                 env=env, location=block.node)
@@ -419,9 +521,9 @@ def _gpu_block(app: Sphinx, docname: str, block: Block) -> None:
             location=block.node)
     if available_gpus(app.config) >= block.gpus:
         outcome = run_code(block.code, new_namespace(), block.filename(docname),
-                           block.node["raises"])
+                           block.node["raises"], block.timeout)
         if outcome.error:
-            BookWarning.CHECK_FAILED.error(
+            outcome.kind.error(
                 f"check {block.label} in {docname!r} {outcome.error}\n{outcome.output}",
                 env=env, location=block.node)
             _show(block.node, outcome.output, "This block failed during this build.", ["nb-failed"])
@@ -507,7 +609,7 @@ class GpuCheckBuilder(Builder):
                 self._fail(docname, block, f"needs {block.gpus} GPU(s); this machine has {gpus}", "")
                 continue
             outcome = run_code(block.code, new_namespace(), block.filename(docname),
-                               block.node["raises"])
+                               block.node["raises"], block.timeout)
             if outcome.error:
                 self._fail(docname, block, outcome.error, outcome.output)
                 continue

@@ -22,11 +22,13 @@ block, say) before the first option. Each option is a line ``- [x] text``
 then picks all of them and presses "Check".
 
 Checked when the page is read (each an error): every option has feedback, every
-question has at least two options and at least one correct, option text is one
-paragraph, and the quiz has exactly the number of questions it declares in
-``:questions:``. Checked over the whole book: no answer position (first option,
-second option, ...) holds more than ``nanobook_quiz_max_position_share`` (40 %)
-of all correct answers, counted in source order.
+question has at least two options, at most ten (they are lettered A to J), and at
+least one correct, option text is one paragraph, the quiz has exactly the number
+of questions it declares in ``:questions:``, and its ``:name:``, when it has one,
+is a plain name (see ``nanobook.names``). Checked over the whole book: no answer
+position (first option, second option, ...) holds more than
+``nanobook_quiz_max_position_share`` (40 %) of all correct answers, counted in
+source order.
 
 HTML: the options are real buttons, shuffled on every load; the feedback of the
 chosen option is announced in a live region and then every option's feedback is
@@ -51,10 +53,12 @@ from sphinx.util.docutils import SphinxDirective
 from sphinx.util.nodes import make_id
 
 from .entries import EntrySyntaxError, parse_entries
+from .html_attr import attr
+from .names import name_problem
 from .warnings import BookWarning
 
 _OPTION = re.compile(r"^- \[( |x|X)\] (.+)$")
-LETTERS = "ABCDEFGHIJ"
+LETTERS = "ABCDEFGHIJ"  # one per option: a question has at most this many
 
 
 class quiz(nodes.General, nodes.Element):
@@ -99,6 +103,10 @@ class QuizDirective(SphinxDirective):
                 f"quiz in {self.env.docname!r}: give the number of questions with :questions: N",
                 env=self.env, location=self.get_location())
             return []
+        if "name" in self.options and (problem := name_problem(self.options["name"])):
+            BookWarning.QUIZ_SYNTAX.error(f"quiz in {self.env.docname!r}: {problem}",
+                                          env=self.env, location=self.get_location())
+            return []
         title = self.arguments[0] if self.arguments else "Check your understanding"
         quiz_id = self.options.get("name") or make_id(self.env, self.state.document, "quiz",
                                                        self.env.docname.rsplit("/", 1)[-1])
@@ -129,7 +137,7 @@ class QuizDirective(SphinxDirective):
             return []
         for number, question in enumerate(questions, start=1):
             question["number"] = number
-            question["ids"] = [f"{quiz_id}-q{number}"]
+            question["ids"] = [f"{attr(quiz_id)}-q{number}"]
         stored = getattr(self.env, "nanobook_quizzes", None)
         if stored is None:
             stored = self.env.nanobook_quizzes = {}
@@ -156,6 +164,7 @@ class QuestionDirective(SphinxDirective):
         if "nanobook_quiz" not in self.env.temp_data:
             return self.fail("a question must be inside a {quiz} directive")
         self.env.temp_data["nanobook_questions_seen"] += 1
+        number = self.env.temp_data["nanobook_questions_seen"]
         lines = list(self.content)
         first = next((i for i, line in enumerate(lines) if _OPTION.match(line)), None)
         if first is None:
@@ -176,6 +185,11 @@ class QuestionDirective(SphinxDirective):
             entries = parse_entries(self.content, start=first)
         except EntrySyntaxError as error:
             return self.fail(str(error))
+        if len(entries) > len(LETTERS):
+            text = self.arguments[0] if self.arguments else lines[0].strip()
+            return self.fail(f"question {number} ({text!r}) has {len(entries)} options; a question "
+                             f"may have at most {len(LETTERS)}, lettered {LETTERS[0]} to "
+                             f"{LETTERS[-1]}")
         for position, entry in enumerate(entries):
             match = _OPTION.match(entry.head)
             if not match:
@@ -335,9 +349,10 @@ def merge(app: Sphinx, env, docnames, other) -> None:
 def visit_quiz_html(self, node: quiz) -> None:
     quiz_id = node["ids"][0]
     self.body.append(
-        f'<section class="nb-quiz" id="{quiz_id}" data-doc="{html.escape(node["doc"])}" '
-        f'data-quiz="{quiz_id}" data-questions="{node["declared"]}" aria-labelledby="{quiz_id}-title">'
-        f'<p class="nb-quiz-title" id="{quiz_id}-title">{html.escape(node["title"])}</p>'
+        f'<section class="nb-quiz" id="{attr(quiz_id)}" data-doc="{attr(node["doc"])}" '
+        f'data-quiz="{attr(quiz_id)}" data-questions="{attr(node["declared"])}" '
+        f'aria-labelledby="{attr(quiz_id)}-title">'
+        f'<p class="nb-quiz-title" id="{attr(quiz_id)}-title">{html.escape(node["title"])}</p>'
         f'<noscript><p class="nb-quiz-noscript">This quiz needs JavaScript; the answers are in the '
         f"PDF's answer key.</p></noscript>"
         f'<ol class="nb-questions">'
@@ -347,7 +362,7 @@ def visit_quiz_html(self, node: quiz) -> None:
 def depart_quiz_html(self, node: quiz) -> None:
     quiz_id = node["ids"][0]
     self.body.append(
-        f'</ol><div class="nb-quiz-footer"><p class="nb-quiz-summary" id="{quiz_id}-summary" '
+        f'</ol><div class="nb-quiz-footer"><p class="nb-quiz-summary" id="{attr(quiz_id)}-summary" '
         f'role="status" aria-live="polite"></p><button type="button" class="nb-quiz-retry">'
         f"Try again</button></div></section>\n"
     )
@@ -357,21 +372,21 @@ def visit_question_html(self, node: quiz_question) -> None:
     qid = node["ids"][0]
     hint = "Choose every correct answer, then press Check." if node["multi"] else "Choose one answer."
     self.body.append(
-        f'<li class="nb-question" id="{qid}" data-multi="{str(node["multi"]).lower()}">'
-        f'<div class="nb-question-stem" id="{qid}-stem">'
+        f'<li class="nb-question" id="{attr(qid)}" data-multi="{attr(str(node["multi"]).lower())}">'
+        f'<div class="nb-question-stem" id="{attr(qid)}-stem">'
     )
     for child in node.children[0].children:
         child.walkabout(self)
     self.body.append(
-        f'</div><p class="nb-question-hint" id="{qid}-hint">{hint}</p>'
-        f'<ul class="nb-options" aria-labelledby="{qid}-stem" aria-describedby="{qid}-hint">'
+        f'</div><p class="nb-question-hint" id="{attr(qid)}-hint">{hint}</p>'
+        f'<ul class="nb-options" aria-labelledby="{attr(qid)}-stem" aria-describedby="{attr(qid)}-hint">'
     )
     for option in node.children[1:]:
         option.walkabout(self)
     self.body.append("</ul>")
     if node["multi"]:
         self.body.append('<button type="button" class="nb-check-answer">Check</button>')
-    self.body.append(f'<p class="nb-question-status" id="{qid}-status" role="status" '
+    self.body.append(f'<p class="nb-question-status" id="{attr(qid)}-status" role="status" '
                      f'aria-live="polite"></p></li>\n')
     raise nodes.SkipNode
 
@@ -380,7 +395,8 @@ def visit_option_html(self, node: quiz_option) -> None:
     letter = LETTERS[node["position"]]
     self.body.append(
         f'<li class="nb-option-item"><button type="button" class="nb-option" aria-pressed="false" '
-        f'data-correct="{str(node["correct"]).lower()}" data-position="{node["position"]}">'
+        f'data-correct="{attr(str(node["correct"]).lower())}" '
+        f'data-position="{attr(node["position"])}">'
         f'<span class="nb-option-letter" aria-hidden="true">{letter}</span>'
         f'<span class="nb-option-text">'
     )

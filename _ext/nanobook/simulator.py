@@ -11,6 +11,8 @@ Syntax (MyST)::
 The argument names a widget of ``nanobook.sims``; the other options are its
 parameters, checked against the types and limits the widget declares (an
 unknown widget or parameter, or a bad value, is an error naming the allowed ones).
+``:name:``, when given, is the figure's anchor and must be a plain name (see
+``nanobook.names``); without it the anchor is ``sim-<widget>``.
 
 HTML: a mount point carrying the parameters (and whatever data the widget
 computes at build time from the engine) as JSON, the loader
@@ -34,6 +36,8 @@ from sphinx.application import Sphinx
 from sphinx.util.docutils import SphinxDirective
 from sphinx.util.nodes import make_id
 
+from .html_attr import attr
+from .names import name_problem
 from .sims import registry
 from .warnings import BookWarning
 
@@ -61,6 +65,8 @@ class SimulatorDirective(SphinxDirective):
 
     def run(self) -> list[nodes.Node]:
         name = self.arguments[0]
+        if "name" in self.options and (problem := name_problem(self.options["name"])):
+            return self.fail(problem)
         widgets = registry()
         if name not in widgets:
             return self.fail(f"no such widget; known widgets: {', '.join(sorted(widgets))}")
@@ -105,10 +111,10 @@ class SimulatorDirective(SphinxDirective):
 
 def visit_simulator_html(self, node: simulator) -> None:
     self.body.append(
-        f'<figure class="nb-sim" id="{node["ids"][0]}">'
-        f'<div class="nb-sim-mount" data-widget="{html.escape(node["widget"])}" '
-        f"data-params='{html.escape(node['payload'], quote=True)}' "
-        f'aria-label="{html.escape(node["title"])} (interactive)" role="group">'
+        f'<figure class="nb-sim" id="{attr(node["ids"][0])}">'
+        f'<div class="nb-sim-mount" data-widget="{attr(node["widget"])}" '
+        f"data-params='{attr(node['payload'])}' "
+        f'aria-label="{attr(node["title"])} (interactive)" role="group">'
         f'<p class="nb-sim-loading">The interactive {html.escape(node["title"].lower())} loads '
         "here; it needs JavaScript.</p></div>"
     )

@@ -42,7 +42,11 @@ class BookWarning(Enum):
     SLICE_SYNTAX = "slice_syntax"
     """An ``engine-slice`` directive is malformed (argument, options, annotation lines)."""
     SLICE_FILE = "slice_file"
-    """The engine file of a slice does not exist or cannot be parsed."""
+    """The engine file of a slice does not exist, is not UTF-8 text or cannot be parsed."""
+    SLICE_PATH = "slice_path"
+    """A slice names a file outside the folders slices may show (the engine packages and this
+    extension, inside the repository): an absolute path, a ``..`` that leads out, a link to a
+    file elsewhere."""
     SLICE_OBJECT = "slice_object"
     """The class, method or function named by a slice is not in its file."""
     SLICE_MARKER = "slice_marker"
@@ -55,7 +59,11 @@ class BookWarning(Enum):
     CHECK_SYNTAX = "check_syntax"
     """A ``check`` directive is malformed (options, name, separator)."""
     CHECK_FAILED = "check_failed"
-    """An executed check raised an exception it did not declare with ``:raises:``."""
+    """An executed check raised an exception it did not declare with ``:raises:``
+    (``KeyboardInterrupt`` and ``SystemExit`` included), or did not raise the one it declared."""
+    CHECK_TIMEOUT = "check_timeout"
+    """An executed check ran longer than its time limit (``:timeout:``, 60 s by default) and was
+    stopped."""
     CHECK_MISMATCH = "check_mismatch"
     """An executed check printed something other than its expected output."""
     RECORD_MISSING = "record_missing"
@@ -68,14 +76,16 @@ class BookWarning(Enum):
     """``make gpu-check`` cannot do what it was asked (no GPU, nothing selected)."""
 
     QUIZ_SYNTAX = "quiz_syntax"
-    """A quiz or question is malformed (no options, an option without feedback, ...)."""
+    """A quiz or question is malformed (no options, more options than letters, an option without
+    feedback, a ``:name:`` that is not a plain name, ...)."""
     QUIZ_COUNT = "quiz_count"
     """A quiz has a different number of questions than it declares."""
     QUIZ_BALANCE = "quiz_balance"
     """Over all quizzes, one answer position holds too many of the correct answers."""
 
     SIMULATOR = "simulator"
-    """A simulator directive names an unknown widget or gives bad parameters."""
+    """A simulator directive names an unknown widget, gives bad parameters or a ``:name:`` that is
+    not a plain name."""
     CALLOUT = "callout"
     """A callout (analogy, why it matters, misconceptions, takeaways) is malformed."""
     VALUE = "value"

@@ -1,0 +1,7 @@
+"""Research & development."""
+
+
+class Lab:
+    def run(self) -> str:
+        """Returns "<&>"."""
+        return "<" + '&' + ">"
