@@ -23,6 +23,8 @@ def add_generate(commands) -> None:
     parser.add_argument("--top-p", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=None, help="per-request seed")
     parser.add_argument("--ignore-eos", action="store_true")
+    parser.add_argument("--stop", action="append", default=[], metavar="TEXT",
+                        help="end a completion before this text (may be repeated)")
     parser.add_argument("--chat", action="store_true",
                         help="wrap each prompt as a user message with the model's chat template")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -37,7 +39,7 @@ def run_generate(args) -> None:
 
     params = SamplingParams(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                             max_tokens=args.max_tokens, ignore_eos=args.ignore_eos,
-                            seed=args.seed)
+                            seed=args.seed, stop=args.stop)
     llm = LLM(args.model, device=args.device, dtype=args.dtype,
               enforce_eager=args.enforce_eager)
     prompts = args.prompts

@@ -163,3 +163,14 @@ def test_the_stop_string_found_first_wins_and_a_missing_one_changes_nothing(llm)
                            use_tqdm=False)
     assert (plain.text, plain.finish_reason, plain.stop_reason) == (
         free.text, free.finish_reason, None)
+
+
+def test_the_cli_takes_stop_strings():
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "nanovllm", "generate", "--device", "cpu",
+                             "--temperature", "0", "--max-tokens", "40", "--ignore-eos",
+                             "--stop", "straight", "--stop", "ith th", "ROMEO:"],
+                            capture_output=True, text=True, timeout=120)
+    assert (result.returncode, result.stdout) == (0, "\nI'll be w\n"), result.stderr
