@@ -34,7 +34,7 @@ from nanovllm.bench.workloads import Request, Workload
 from nanovllm.engine.cuda_graph import DecodeGraphs
 from nanovllm.engine.llm_engine import LLMEngine
 from nanovllm.engine.scheduler import Scheduler
-from nanovllm.engine.torch_compile import compile_small_ops, uncompile_small_ops
+from nanovllm.engine.torch_compile import PIECES, compile_small_ops
 from nanovllm.kernels import decode_attention
 
 
@@ -124,6 +124,13 @@ def use_scheduler(engine: LLMEngine, **fields) -> None:
     config = dataclasses.replace(engine.config, **fields)
     engine.config = config
     engine.scheduler = Scheduler(config, engine.eos_token_id)
+
+
+def uncompile_small_ops(model: torch.nn.Module) -> None:
+    """Undo ``compile_small_ops``: the class's eager functions show through again."""
+    for module in model.modules():
+        for name in PIECES.get(type(module), ()):
+            module.__dict__.pop(name, None)
 
 
 def use_runtime(engine: LLMEngine, cuda_graphs: bool, torch_compile: bool) -> None:

@@ -18,9 +18,12 @@ Times are ``triton.testing.do_bench`` medians (CUDA events; the cache, over a Gi
 is far larger than L2, so no run reads another's leftovers from cache).
 """
 
+import contextlib
+
 import torch
 
 from nanovllm.kernels import decode_attention, prefill_attention
+from nanovllm.layers.attention import AttentionMetadata, paged_attention
 
 TILES = [  # the first is the default (decode_attention.DECODE_TILE)
     {"BLOCK_N": 64, "num_warps": 4, "num_stages": 3},
@@ -28,6 +31,23 @@ TILES = [  # the first is the default (decode_attention.DECODE_TILE)
     {"BLOCK_N": 128, "num_warps": 4, "num_stages": 2},
     {"BLOCK_N": 128, "num_warps": 8, "num_stages": 3},
 ]
+
+
+@contextlib.contextmanager
+def decode_tile(tile: dict):
+    """Run the decode kernel with ``tile`` instead of ``DECODE_TILE`` inside this block."""
+    default = dict(decode_attention.DECODE_TILE)
+    decode_attention.DECODE_TILE.update(tile)
+    try:
+        yield
+    finally:
+        decode_attention.DECODE_TILE.update(default)
+
+
+def plain(query, k_cache, v_cache, cu, context, tables, scale, max_query_len):
+    """The plain torch attention (layers/attention.py) the kernels are checked against."""
+    meta = AttentionMetadata(None, cu, context, tables, max_query_len, max_query_len == 1)
+    return paged_attention(query, k_cache, v_cache, meta, scale)
 
 
 def paged_cache(context_lens: list[int], kv_heads: int, head_dim: int, block_size: int,
@@ -58,16 +78,17 @@ def sweep(heads: int = 16, kv_heads: int = 8, head_dim: int = 128, block_size: i
                                                     device, generator)
     query = torch.randn(256, heads, head_dim, device=device, dtype=torch.bfloat16)
     kv_bytes = sum(lens) * kv_heads * head_dim * 2 * 2  # keys and values, bf16
-    # First, right: the kernel (with and without split-K) against the torch reference.
-    reference = decode_attention.decode_attention_torch(query[:8], k_cache, v_cache, tables[:8],
-                                                        context[:8], scale).float()
+    # First, right: the kernel (with and without split-K) against the plain attention.
+    cu8 = torch.arange(9, dtype=torch.int32, device=device)
+    reference = plain(query[:8], k_cache, v_cache, cu8, context[:8], tables[:8], scale, 1).float()
     results["decode_max_error_vs_torch"] = max(
-        (decode_attention.decode_attention_triton(query[:8], k_cache, v_cache, tables[:8],
-                                                  context[:8], scale, num_splits=splits).float()
+        (decode_attention.decode_attention(query[:8], k_cache, v_cache, tables[:8],
+                                           context[:8], scale, num_splits=splits).float()
          - reference).abs().max().item() for splits in (1, 5))
     for tile in tiles:
-        ms = do_bench(lambda t=tile: decode_attention.decode_attention_triton(
-            query, k_cache, v_cache, tables, context, scale, tile=t), return_mode="median")
+        with decode_tile(tile):
+            ms = do_bench(lambda: decode_attention.decode_attention(
+                query, k_cache, v_cache, tables, context, scale), return_mode="median")
         results["decode_bs256"].append({**tile, "ms": ms, "GB_per_s": kv_bytes / ms / 1e6})
     best = max(results["decode_bs256"], key=lambda r: r["GB_per_s"])
     results["best_tile"] = {k: best[k] for k in ("BLOCK_N", "num_warps", "num_stages")}
@@ -75,9 +96,10 @@ def sweep(heads: int = 16, kv_heads: int = 8, head_dim: int = 128, block_size: i
     one = context[:1].clone().fill_(768)
     single = {}
     for splits in (None, 1):
-        ms = do_bench(lambda s=splits: decode_attention.decode_attention_triton(
-            query[:1], k_cache, v_cache, tables[:1], one, scale, num_splits=s,
-            tile=results["best_tile"]), return_mode="median")
+        with decode_tile(results["best_tile"]):
+            ms = do_bench(lambda s=splits: decode_attention.decode_attention(
+                query[:1], k_cache, v_cache, tables[:1], one, scale, num_splits=s),
+                return_mode="median")
         chosen = splits or decode_attention.choose_num_splits(1, kv_heads, device)
         single[f"splits_{chosen}"] = {"us": ms * 1e3,
                                       "GB_per_s": 768 * kv_heads * head_dim * 4 / ms / 1e6}
@@ -91,12 +113,10 @@ def sweep(heads: int = 16, kv_heads: int = 8, head_dim: int = 128, block_size: i
     cu = torch.arange(0, prompts * length + 1, length, dtype=torch.int32, device=device)
     args = (query, k_cache, v_cache, cu, context, tables, scale, length)
     results["prefill_max_error_vs_torch"] = (
-        prefill_attention.prefill_attention_triton(*args)[:2 * length].float()
-        - prefill_attention.prefill_attention_torch(
-            query[:2 * length], k_cache, v_cache, cu[:3], context[:2], tables[:2], scale,
-            length).float()).abs().max().item()
-    ms = do_bench(lambda: prefill_attention.prefill_attention_triton(*args),
-                  return_mode="median")
+        prefill_attention.prefill_attention(*args)[:2 * length].float()
+        - plain(query[:2 * length], k_cache, v_cache, cu[:3], context[:2], tables[:2], scale,
+                length).float()).abs().max().item()
+    ms = do_bench(lambda: prefill_attention.prefill_attention(*args), return_mode="median")
     flops = 4 * heads * head_dim * prompts * length * (length + 1) / 2
     results["prefill_16x512"] = {"ms": ms, "TFLOP_per_s": flops / ms / 1e9}
     return results

@@ -32,7 +32,7 @@ import torch
 
 from nanovllm.engine.model_inputs import InputArrays
 from nanovllm.layers.attention import AttentionMetadata
-from nanovllm.layers.sampler import SamplingArrays, SamplingTensors
+from nanovllm.layers.sampler import SamplingValues
 
 
 def captured_sizes(max_batch: int) -> list[int]:
@@ -117,8 +117,8 @@ class DecodeGraphs:
         logits = self.model.compute_logits(hidden)
         if logits is None:  # a tensor-parallel worker: rank 0 samples
             return None, None
-        sampling = SamplingTensors(self.scales[:size], top_ks=None, top_ps=None,
-                                   keys=self.keys[:size], truncates=False)
+        sampling = SamplingValues(self.scales[:size], top_ks=None, top_ps=None,
+                                  keys=self.keys[:size], truncates=False)
         return self.sampler(logits, sampling), logits
 
     @classmethod
@@ -143,7 +143,7 @@ class DecodeGraphs:
         return (arrays.decode_only and len(arrays.sample_rows) == n <= self.sizes[-1]
                 and arrays.block_tables.shape[1] <= self.block_tables.shape[1])
 
-    def replay(self, arrays: InputArrays, sampling: SamplingArrays | None) -> tuple:
+    def replay(self, arrays: InputArrays, sampling: SamplingValues | None) -> tuple:
         """Sampled token ids [n] and logits [n, vocab] (None, None on a worker)."""
         n = len(arrays.input_ids)
         size = next(s for s in self.sizes if s >= n)
@@ -156,7 +156,7 @@ class DecodeGraphs:
         host["context_lens"][n:size] = 0
         host["block_tables"][:n, :arrays.block_tables.shape[1]] = arrays.block_tables
         if sampling is not None:
-            host["scales"][:n] = sampling.floats[0]
+            host["scales"][:n] = sampling.scales
             host["keys"][:n] = sampling.keys
         self.static.send(n)  # padding rows' block tables are never read (context length 0)
         self.graphs[size].replay()

@@ -36,7 +36,7 @@ from nanovllm.engine.model_inputs import (
 from nanovllm.engine.parallel import fewest_across_group
 from nanovllm.engine.torch_compile import compile_small_ops
 from nanovllm.layers.linear import building_shard
-from nanovllm.layers.sampler import Sampler, SamplingArrays, SamplingTensors
+from nanovllm.layers.sampler import Sampler, SamplingValues
 from nanovllm.models.model_config import ModelConfig
 from nanovllm.models.qwen3 import Qwen3ForCausalLM
 from nanovllm.utils.loader import load_model
@@ -118,8 +118,8 @@ class ModelRunner:
         """Hidden states of every scheduled token: [tokens, hidden]."""
         return self.model(inputs.input_ids, inputs.positions, inputs.meta)
 
-    def sampling_arrays(self, seqs) -> SamplingArrays:
-        return SamplingArrays.from_params([seq.sampling_params for seq in seqs],
+    def sampling_arrays(self, seqs) -> SamplingValues:
+        return SamplingValues.from_params([seq.sampling_params for seq in seqs],
                                           [seq.num_completion_tokens for seq in seqs],
                                           self.random_keys)
 
@@ -136,7 +136,7 @@ class ModelRunner:
         return self.run_arrays(arrays, self.sampling_arrays(sampled) if sampled else None)
 
     @torch.inference_mode()
-    def run_arrays(self, arrays: InputArrays, sampling: SamplingArrays | None) -> list[int]:
+    def run_arrays(self, arrays: InputArrays, sampling: SamplingValues | None) -> list[int]:
         """The step from its host arrays. A tensor-parallel worker gets only these, and no
         ``sampling``: rank 0 gathers the logits and samples."""
         self.check_usable()
@@ -145,7 +145,7 @@ class ModelRunner:
             if sampling is None:
                 return []
             if sampling.truncates:  # the graph's sampler knows no top-k / top-p: redo it
-                tokens = self.sampler(logits, sampling.to_tensors(self.device, self.staging))
+                tokens = self.sampler(logits, sampling.to(self.device))
             return tokens.tolist()
         inputs = to_model_inputs(arrays, self.device, self.staging)
         hidden = self.forward_eager(inputs)
@@ -157,7 +157,7 @@ class ModelRunner:
         logits = self.model.compute_logits(hidden)
         if logits is None:  # a tensor-parallel worker: rank 0 has the logits and samples
             return []
-        return self.sampler(logits, sampling.to_tensors(self.device, self.staging)).tolist()
+        return self.sampler(logits, sampling.to(self.device)).tolist()
 
     @torch.inference_mode()
     def measure_activation_bytes(self) -> int:
@@ -189,7 +189,7 @@ class ModelRunner:
         rows = torch.arange(config.max_num_seqs, device=device) % tokens
         logits = self.model.compute_logits(hidden[rows])
         ones = torch.ones(config.max_num_seqs, device=device)
-        everyone = SamplingTensors(ones, ones.long(), ones * 0.9, ones.long(), truncates=True)
+        everyone = SamplingValues(ones, ones.long(), ones * 0.9, ones.long(), truncates=True)
         if logits is not None:  # rank 0 only under tensor parallelism
             self.sampler(logits, everyone)
         torch.cuda.synchronize(device)

@@ -30,13 +30,13 @@ import warnings
 
 import torch
 
-from nanovllm.layers.activation import SiluAndMul
 from nanovllm.layers.layernorm import RMSNorm
+from nanovllm.models.qwen3 import Qwen3MLP
 
 # module class -> names of the static functions its forward looks up on the instance
 PIECES = {
     RMSNorm: ("norm", "add_norm"),
-    SiluAndMul: ("function",),
+    Qwen3MLP: ("act",),
 }
 
 
@@ -81,11 +81,3 @@ def compile_small_ops(*roots: torch.nn.Module) -> None:
         for module in root.modules():
             for name in PIECES.get(type(module), ()):
                 setattr(module, name, compiled(getattr(type(module), name)))
-
-
-def uncompile_small_ops(*roots: torch.nn.Module) -> None:
-    """Undo ``compile_small_ops``: the class's eager functions show through again."""
-    for root in roots:
-        for module in root.modules():
-            for name in PIECES.get(type(module), ()):
-                module.__dict__.pop(name, None)

@@ -17,9 +17,7 @@ whole GPU busy:
   with rows that are masked out; the wasted multiply-adds are free next to the reads.
 * **Tiles of BLOCK_N tokens.** A tile spans several cache blocks; its rows are gathered
   through the block table, and the scores of the whole tile come from one ``tl.dot``.
-* **Online softmax.** The program keeps the running maximum score, the sum of
-  exponentials and the weighted sum of values, rescaling the last two whenever the
-  maximum grows, so the score row is never materialised.
+* **Online softmax** (``attention_tile.py``): the score row is never materialised.
 * **Split-K for small batches.** With 256 sequences there are 2,048 programs (x 8 kv
   heads) and the GPU is full. With one sequence there would be 8, and most of the H100's
   132 multiprocessors would idle while 8 of them walked a long context. So the context
@@ -38,37 +36,14 @@ import functools
 
 import torch
 
-from nanovllm.kernels.triton_support import jit, require_triton, tl, triton, use_triton
+from nanovllm.kernels.attention_tile import attend_tile, tile_offsets
+from nanovllm.kernels.triton_support import jit, require_triton, tl, triton
 
 # How the kernel walks the cache: BLOCK_N tokens per loop step (64 tokens x 128 dims x 2
 # bytes = 16 KiB of keys and as much of values), warps per program, and how many loop
 # steps' loads the software pipeline keeps in flight. bench/kernel_sweep.py times others.
 DECODE_TILE = {"BLOCK_N": 64, "num_warps": 4, "num_stages": 3}
 MAX_SPLITS = 32
-
-
-def gather_context(cache: torch.Tensor, block_table: torch.Tensor, length: int) -> torch.Tensor:
-    """The first ``length`` tokens of one sequence, in order: [length, kv_heads, head_dim]."""
-    block_size = cache.shape[1]
-    positions = torch.arange(length, device=cache.device)
-    slots = block_table[positions // block_size].long() * block_size + positions % block_size
-    return cache.flatten(0, 1)[slots]
-
-
-def decode_attention_torch(query: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
-                           block_tables: torch.Tensor, context_lens: torch.Tensor,
-                           scale: float) -> torch.Tensor:
-    """query: [seqs, heads, head_dim]; block_tables: [seqs, max_blocks]; context_lens: [seqs]."""
-    num_heads, num_kv_heads = query.shape[1], k_cache.shape[2]
-    out = torch.empty_like(query)
-    for i, length in enumerate(context_lens.tolist()):
-        keys = gather_context(k_cache, block_tables[i], length).float()
-        values = gather_context(v_cache, block_tables[i], length).float()
-        keys = keys.repeat_interleave(num_heads // num_kv_heads, dim=1)  # [length, heads, dim]
-        values = values.repeat_interleave(num_heads // num_kv_heads, dim=1)
-        scores = torch.einsum("hd,nhd->hn", query[i].float(), keys) * scale
-        out[i] = torch.einsum("hn,nhd->hd", scores.softmax(dim=-1), values).to(out.dtype)
-    return out
 
 
 # Triton compiles a variant per "is 1" / "is a multiple of 16" of an int argument; the
@@ -99,26 +74,15 @@ def decode_attention_kernel(query_ptr, k_cache_ptr, v_cache_ptr, block_tables_pt
     max_score = tl.full([GROUP_ROWS], float("-inf"), dtype=tl.float32)
     exp_sum = tl.zeros([GROUP_ROWS], dtype=tl.float32)
     acc = tl.zeros([GROUP_ROWS, HEAD_DIM], dtype=tl.float32)
+    table_ptr = block_tables_ptr + seq * max_blocks_per_seq
     for tile_start in range(start, end, BLOCK_N):
         positions = tile_start + tl.arange(0, BLOCK_N)
         valid = positions < end
-        blocks = tl.load(block_tables_ptr + seq * max_blocks_per_seq + positions // BLOCK_SIZE,
-                         mask=valid, other=0).to(tl.int64)
-        # Row of (token, kv_head) in the cache viewed as [blocks * block_size * kv_heads, dim].
-        cache_rows = (blocks * BLOCK_SIZE + positions % BLOCK_SIZE) * NUM_KV_HEADS + kv_head
-        kv_offsets = cache_rows[:, None] * HEAD_DIM + dims[None, :]
-        keys = tl.load(k_cache_ptr + kv_offsets, mask=valid[:, None], other=0.0)
-        scores = tl.dot(query, tl.trans(keys), input_precision=DOT_PRECISION) * scale
-        scores = tl.where(valid[None, :], scores, float("-inf"))  # [GROUP_ROWS, BLOCK_N]
-
-        new_max = tl.maximum(max_score, tl.max(scores, axis=1))
-        rescale = tl.exp(max_score - new_max)  # shrink the old sums to the new maximum
-        weights = tl.exp(scores - new_max[:, None])
-        values = tl.load(v_cache_ptr + kv_offsets, mask=valid[:, None], other=0.0)
-        exp_sum = exp_sum * rescale + tl.sum(weights, axis=1)
-        acc = acc * rescale[:, None] + tl.dot(weights.to(values.dtype), values,
-                                              input_precision=DOT_PRECISION)
-        max_score = new_max
+        kv_offsets = tile_offsets(table_ptr, positions, valid, kv_head, BLOCK_SIZE,
+                                  NUM_KV_HEADS, HEAD_DIM)
+        max_score, exp_sum, acc = attend_tile(query, k_cache_ptr, v_cache_ptr, kv_offsets,
+                                              valid, valid[None, :], scale, max_score,
+                                              exp_sum, acc, DOT_PRECISION)
 
     # An empty piece (or a padding row with context 0) has acc = 0 and exp_sum = 0: out = 0.
     out = acc / tl.maximum(exp_sum, 1e-30)[:, None]
@@ -166,10 +130,9 @@ def choose_num_splits(num_seqs: int, num_kv_heads: int, device: torch.device) ->
     return max(1, min(MAX_SPLITS, -(-2 * multiprocessor_count(device) // programs)))
 
 
-def decode_attention_triton(query: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
+def decode_attention(query: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
                             block_tables: torch.Tensor, context_lens: torch.Tensor,
-                            scale: float, num_splits: int | None = None,
-                            tile: dict | None = None) -> torch.Tensor:
+                            scale: float, num_splits: int | None = None) -> torch.Tensor:
     require_triton()
     num_seqs, num_heads, head_dim = query.shape
     _, block_size, num_kv_heads, _ = k_cache.shape
@@ -177,7 +140,7 @@ def decode_attention_triton(query: torch.Tensor, k_cache: torch.Tensor, v_cache:
     if num_splits is None:
         num_splits = choose_num_splits(num_seqs, num_kv_heads, query.device)
     assert 1 <= num_splits <= MAX_SPLITS, f"num_splits must be in [1, {MAX_SPLITS}]"
-    tile = tile or DECODE_TILE
+    tile = DECODE_TILE
     query = query.contiguous()
     out = torch.empty_like(query)
     split_out = split_lse = out  # unused when there is one piece
@@ -198,12 +161,3 @@ def decode_attention_triton(query: torch.Tensor, k_cache: torch.Tensor, v_cache:
         combine_splits_kernel[(num_seqs * num_heads,)](
             split_out, split_lse, out, num_splits, HEAD_DIM=head_dim, MAX_SPLITS=MAX_SPLITS)
     return out
-
-
-def decode_attention(query: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
-                     block_tables: torch.Tensor, context_lens: torch.Tensor,
-                     scale: float) -> torch.Tensor:
-    """Attention of one query per sequence over its cached context (Triton on GPU, torch elsewhere)."""
-    if use_triton(query):
-        return decode_attention_triton(query, k_cache, v_cache, block_tables, context_lens, scale)
-    return decode_attention_torch(query, k_cache, v_cache, block_tables, context_lens, scale)

@@ -17,7 +17,7 @@ The Triton kernel gives each program a tile of BLOCK_M query rows of one sequenc
 one head, and walks that sequence's keys in tiles of BLOCK_N tokens (gathered through
 the block table, so a tile may span several cache blocks) with an online softmax: two
 matrix products per key tile, ``scores = Q K^T`` and ``acc += P V``, with the running
-maximum and sum rescaled as in the decode kernel. It stops at the last key the tile's
+maximum and sum rescaled (``attention_tile.py``). It stops at the last key the tile's
 last row may see, so a causal prompt does about half the work of a full square.
 
 Tile sizes for the H100: 64 x 64 with head_dim 128 keeps the query tile, the
@@ -30,32 +30,8 @@ from __future__ import annotations
 
 import torch
 
-from nanovllm.kernels.decode_attention import gather_context
-from nanovllm.kernels.triton_support import jit, require_triton, tl, triton, use_triton
-
-
-def prefill_attention_torch(query: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
-                            cu_seqlens_q: torch.Tensor, context_lens: torch.Tensor,
-                            block_tables: torch.Tensor, scale: float,
-                            max_query_len: int) -> torch.Tensor:
-    """query: [total_query_tokens, heads, head_dim]; the rest as in the module docstring."""
-    num_heads, num_kv_heads = query.shape[1], k_cache.shape[2]
-    out = torch.empty_like(query)
-    starts = cu_seqlens_q.tolist()
-    for i, context_len in enumerate(context_lens.tolist()):
-        rows = slice(starts[i], starts[i + 1])
-        query_len = starts[i + 1] - starts[i]
-        keys = gather_context(k_cache, block_tables[i], context_len).float()
-        values = gather_context(v_cache, block_tables[i], context_len).float()
-        keys = keys.repeat_interleave(num_heads // num_kv_heads, dim=1)
-        values = values.repeat_interleave(num_heads // num_kv_heads, dim=1)
-        scores = torch.einsum("qhd,khd->hqk", query[rows].float(), keys) * scale
-        query_positions = torch.arange(context_len - query_len, context_len, device=query.device)
-        key_positions = torch.arange(context_len, device=query.device)
-        future = key_positions[None, :] > query_positions[:, None]  # [query_len, context_len]
-        scores = scores.masked_fill(future, float("-inf"))
-        out[rows] = torch.einsum("hqk,khd->qhd", scores.softmax(dim=-1), values).to(out.dtype)
-    return out
+from nanovllm.kernels.attention_tile import attend_tile, tile_offsets
+from nanovllm.kernels.triton_support import jit, require_triton, tl, triton
 
 
 # Triton compiles a variant per "is 1" / "is a multiple of 16" of an int argument; the
@@ -88,34 +64,24 @@ def prefill_attention_kernel(query_ptr, k_cache_ptr, v_cache_ptr, out_ptr, cu_se
     max_score = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
     exp_sum = tl.zeros([BLOCK_M], dtype=tl.float32)
     acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+    table_ptr = block_tables_ptr + seq * max_blocks_per_seq
     # Causality: no row of this tile sees past the position of its last row.
     key_end = tl.minimum(context_len, cached_len + (tile + 1) * BLOCK_M)
     for key_start in range(0, key_end, BLOCK_N):
         key_positions = key_start + tl.arange(0, BLOCK_N)
         key_valid = key_positions < key_end
-        blocks = tl.load(block_tables_ptr + seq * max_blocks_per_seq
-                         + key_positions // BLOCK_SIZE, mask=key_valid, other=0).to(tl.int64)
-        cache_rows = (blocks * BLOCK_SIZE + key_positions % BLOCK_SIZE) * NUM_KV_HEADS + kv_head
-        kv_offsets = cache_rows[:, None] * HEAD_DIM + dims[None, :]
-        keys = tl.load(k_cache_ptr + kv_offsets, mask=key_valid[:, None], other=0.0)
-        scores = tl.dot(query, tl.trans(keys), input_precision=DOT_PRECISION) * scale
-        visible = key_positions[None, :] <= query_positions[:, None]
-        scores = tl.where(visible & key_valid[None, :], scores, float("-inf"))
-
-        new_max = tl.maximum(max_score, tl.max(scores, axis=1))
-        rescale = tl.exp(max_score - new_max)
-        weights = tl.exp(scores - new_max[:, None])
-        values = tl.load(v_cache_ptr + kv_offsets, mask=key_valid[:, None], other=0.0)
-        exp_sum = exp_sum * rescale + tl.sum(weights, axis=1)
-        acc = acc * rescale[:, None] + tl.dot(weights.to(values.dtype), values,
-                                              input_precision=DOT_PRECISION)
-        max_score = new_max
+        kv_offsets = tile_offsets(table_ptr, key_positions, key_valid, kv_head, BLOCK_SIZE,
+                                  NUM_KV_HEADS, HEAD_DIM)
+        visible = (key_positions[None, :] <= query_positions[:, None]) & key_valid[None, :]
+        max_score, exp_sum, acc = attend_tile(query, k_cache_ptr, v_cache_ptr, kv_offsets,
+                                              key_valid, visible, scale, max_score, exp_sum,
+                                              acc, DOT_PRECISION)
 
     out = acc / exp_sum[:, None]
     tl.store(out_ptr + q_offsets, out.to(out_ptr.dtype.element_ty), mask=row_valid[:, None])
 
 
-def prefill_attention_triton(query: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
+def prefill_attention(query: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
                              cu_seqlens_q: torch.Tensor, context_lens: torch.Tensor,
                              block_tables: torch.Tensor, scale: float,
                              max_query_len: int) -> torch.Tensor:
@@ -137,15 +103,3 @@ def prefill_attention_triton(query: torch.Tensor, k_cache: torch.Tensor, v_cache
         DOT_PRECISION="ieee" if query.dtype == torch.float32 else "tf32", num_warps=4,
         num_stages=3)
     return out
-
-
-def prefill_attention(query: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
-                      cu_seqlens_q: torch.Tensor, context_lens: torch.Tensor,
-                      block_tables: torch.Tensor, scale: float,
-                      max_query_len: int) -> torch.Tensor:
-    """Causal attention of packed query chunks over their cached contexts."""
-    if use_triton(query):
-        return prefill_attention_triton(query, k_cache, v_cache, cu_seqlens_q, context_lens,
-                                        block_tables, scale, max_query_len)
-    return prefill_attention_torch(query, k_cache, v_cache, cu_seqlens_q, context_lens,
-                                   block_tables, scale, max_query_len)

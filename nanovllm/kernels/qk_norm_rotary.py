@@ -18,37 +18,19 @@ anything beyond the head it works on, so one kernel can do all four:
 * **In place.** q and k are views into the projection's output row (``[q | k | v]`` per
   token), and nothing else reads their unrotated values, so the results go back where
   they came from: each number crosses memory once each way, and no new tensor is made.
-  Both paths, Triton and torch, overwrite q and k.
 
-The arithmetic is exactly that of the layers: ``rms_norm`` (statistics in float32, the
-normalised head cast to the input dtype before the gain) and ``apply_rotary`` (the
-rotation in float32, cast back). The torch reference *is* those two functions. Models
-without qk-norm (Qwen2, Llama) pass no norm weights and get the rotation alone. The call
-sits in the attention block (``models/qwen3.py``), the one place that holds both the
-norms and the rotary tables.
+The arithmetic is exactly that of the layers the plain path runs (``models/qwen3.py``
+off the GPU): ``rms_norm`` (statistics in float32, the normalised head cast to the input
+dtype before the gain), then the rotation of ``layers/rotary_embedding.py`` (in float32,
+cast back). Models without qk-norm (Qwen2, Llama) pass no norm weights and get the
+rotation alone.
 """
 
 from __future__ import annotations
 
 import torch
 
-from nanovllm.kernels.triton_support import jit, require_triton, tl, triton, use_triton
-from nanovllm.layers.layernorm import rms_norm
-from nanovllm.layers.rotary_embedding import apply_rotary
-
-
-def qk_norm_rotary_torch(positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor,
-                         cos_table: torch.Tensor, sin_table: torch.Tensor,
-                         q_weight: torch.Tensor | None, k_weight: torch.Tensor | None,
-                         eps: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """The unfused maths, returning new tensors: q_norm and k_norm (if weights are given), then RoPE.
-
-    q: [tokens, heads, head_dim]; k: [tokens, kv_heads, head_dim]; positions: [tokens];
-    cos_table, sin_table: float32 [max_position, head_dim / 2]; weights: [head_dim].
-    """
-    if q_weight is not None:
-        q, k = rms_norm(q, q_weight, eps), rms_norm(k, k_weight, eps)
-    return apply_rotary(positions, q, k, cos_table, sin_table)
+from nanovllm.kernels.triton_support import jit, require_triton, tl, triton
 
 
 @jit
@@ -97,7 +79,7 @@ def qk_norm_rotary_kernel(q_ptr, k_ptr, positions_ptr, cos_ptr, sin_ptr,
                       eps, K_HEADS, K_HEADS_POW2, HALF, HAS_NORM)
 
 
-def qk_norm_rotary_triton(positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor,
+def qk_norm_rotary(positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor,
                           cos_table: torch.Tensor, sin_table: torch.Tensor,
                           q_weight: torch.Tensor | None, k_weight: torch.Tensor | None,
                           eps: float) -> None:
@@ -128,17 +110,3 @@ def qk_norm_rotary_triton(positions: torch.Tensor, q: torch.Tensor, k: torch.Ten
         Q_HEADS=num_heads, Q_HEADS_POW2=triton.next_power_of_2(num_heads),
         K_HEADS=num_kv_heads, K_HEADS_POW2=triton.next_power_of_2(num_kv_heads),
         HALF=half, HAS_NORM=has_norm)
-
-
-def qk_norm_rotary(positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor,
-                   cos_table: torch.Tensor, sin_table: torch.Tensor,
-                   q_weight: torch.Tensor | None, k_weight: torch.Tensor | None,
-                   eps: float) -> None:
-    """Normalise (if weights are given) and rotate q and k *in place* (Triton on GPU, torch elsewhere)."""
-    if use_triton(q):
-        qk_norm_rotary_triton(positions, q, k, cos_table, sin_table, q_weight, k_weight, eps)
-    else:
-        new_q, new_k = qk_norm_rotary_torch(positions, q, k, cos_table, sin_table,
-                                            q_weight, k_weight, eps)
-        q.copy_(new_q)
-        k.copy_(new_k)

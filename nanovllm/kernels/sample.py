@@ -1,32 +1,20 @@
-"""Draw one token per row: the exponential race, with random numbers made inside the kernel.
+"""The exponential race (``layers/sampler.py``) as one kernel, random numbers made inside it.
 
-The race (see ``layers/sampler.py``): give every token ``v`` of a row an independent
-waiting time ``E_v ~ Exp(1)``; the token with the largest ``p_v / E_v`` wins, and it
-wins with probability exactly ``p_v``. Taking logarithms, with ``p_v`` proportional to
-``exp(logit_v / T)``:
+The race's winner is ``argmax_v (logit_v / T - log E_v)``, so the softmax's
+normalisation is never needed: one pass over the logits, keeping a running best, is the
+whole sampler. A greedy row (temperature 0) skips the noise and takes the plain arg-max.
+A token removed by top-k or top-p arrives with logit -inf and can never win.
 
-    winner = argmax_v ( logit_v / T - log E_v )
-
-so the softmax's normalisation is never needed: one pass over the logits, keeping a
-running best, is the whole sampler. A greedy row (temperature 0) skips the noise and
-takes the plain arg-max. A token removed by top-k or top-p arrives with logit -inf
-and can never win.
-
-Random numbers: ``E_v = -log U_v``, and ``U_v`` comes from Philox, a *counter-based*
-generator: the v-th number of a row is a pure function of (the row's 64-bit key, v).
-Nothing is stored or carried from step to step, any program can make any row's
-numbers, and the whole step can live in a CUDA graph, since the keys arrive in a
-tensor like any other input. The sampler chooses the keys: a request with a seed gets
-``seed_key(seed, step)`` (``layers/sampler.py``), so its tokens do not depend on its batch.
-
-Philox turns (key, counter) into four 32-bit numbers at once, so token ``v`` takes
-number ``v % 4`` of counter ``v // 4``: a quarter of the arithmetic of one call per
+``E_v = -log U_v``, and ``U_v`` comes from Philox, a *counter-based* generator: the v-th
+number of a row is a pure function of (the row's 64-bit key, v). Nothing is stored or
+carried from step to step, any program can make any row's numbers, and a step's
+sampling can live in a CUDA graph, since the keys arrive in a tensor like any other
+input. Philox turns (key, counter) into four 32-bit numbers at once, so token ``v``
+takes number ``v % 4`` of counter ``v // 4``: a quarter of the arithmetic of one call per
 token, which matters because at 256 rows x 151,936 tokens the random numbers, not the
-reading of the logits, would be most of the kernel's time. ``philox_torch`` makes
-exactly the numbers ``tl.randint4x`` makes inside the kernel (Philox-4x32, 10 rounds),
-so the torch reference and the Triton kernel draw the same tokens (up to ties in the
-last bit of a float32 ``log``). ``U`` keeps the top 23 bits of a number and sits in the
-middle of its interval, so it is never 0 or 1 and every ``E`` is finite and positive.
+reading of the logits, would be most of the kernel's time. ``layers/sampler.py`` makes
+exactly these numbers in torch, so both draw the same tokens (up to ties in the last bit
+of a float32 ``log``).
 """
 
 from __future__ import annotations
@@ -34,54 +22,11 @@ from __future__ import annotations
 import torch
 
 from nanovllm.kernels.decode_attention import multiprocessor_count
-from nanovllm.kernels.triton_support import jit, require_triton, tl, use_triton
+from nanovllm.kernels.triton_support import jit, require_triton, tl
 
-MASK32 = 0xFFFFFFFF
-PHILOX_KEY_A, PHILOX_KEY_B = 0x9E3779B9, 0xBB67AE85
-PHILOX_ROUND_A, PHILOX_ROUND_B = 0xD2511F53, 0xCD9E8D57
-PHILOX_ROUNDS = 10
 UNIFORM_BITS = 23  # float32 holds (2**23 - 1) + 0.5 exactly: U is never rounded to 1
 BLOCK_V = 2048  # tokens a program handles per iteration
 MAX_PIECES = 32  # programs sharing one row, when there are few rows
-
-
-def philox_torch(keys: torch.Tensor, count: int) -> torch.Tensor:
-    """[rows] int64 keys -> [rows, count, 4] random uint32 values (held in int64): the four
-    numbers ``tl.randint4x(key, counter)`` makes for counters 0 to count - 1."""
-    c0 = torch.arange(count, dtype=torch.int64, device=keys.device).expand(len(keys), count)
-    c1 = c2 = c3 = torch.zeros_like(c0)
-    k0, k1 = (keys & MASK32)[:, None], ((keys >> 32) & MASK32)[:, None]
-    for _ in range(PHILOX_ROUNDS):
-        # int64 products wrap around, but their low 64 bits, all we use, are exact
-        product_b, product_a = PHILOX_ROUND_B * c2, PHILOX_ROUND_A * c0
-        c0, c2 = ((product_b >> 32) & MASK32) ^ c1 ^ k0, ((product_a >> 32) & MASK32) ^ c3 ^ k1
-        c1, c3 = product_b & MASK32, product_a & MASK32
-        k0, k1 = (k0 + PHILOX_KEY_A) & MASK32, (k1 + PHILOX_KEY_B) & MASK32
-    return torch.stack([c0, c1, c2, c3], dim=-1)
-
-
-def uniform_torch(keys: torch.Tensor, vocab_size: int) -> torch.Tensor:
-    """[rows, vocab_size] float32 in (0, 1): token v's number is v % 4 of counter v // 4."""
-    words = philox_torch(keys, -(-vocab_size // 4)).flatten(1)[:, :vocab_size]
-    return ((words >> (32 - UNIFORM_BITS)).float() + 0.5) * 2.0 ** -UNIFORM_BITS
-
-
-def race_torch(logits: torch.Tensor, scales: torch.Tensor, keys: torch.Tensor,
-               rows_at_once: int = 16) -> torch.Tensor:
-    """logits: [rows, vocab]; scales: [rows] float32, 1/T (0 = greedy); keys: [rows] int64.
-
-    Works ``rows_at_once`` rows at a time: Philox's int64 temporaries are large.
-    """
-    tokens = [race_rows(logits[i:i + rows_at_once], scales[i:i + rows_at_once],
-                        keys[i:i + rows_at_once]) for i in range(0, len(logits), rows_at_once)]
-    return torch.cat(tokens) if tokens else torch.empty(0, dtype=torch.int64)
-
-
-def race_rows(logits: torch.Tensor, scales: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-    logits = logits.float()
-    waiting = -torch.log(uniform_torch(keys, logits.shape[1]))  # E ~ Exp(1)
-    scores = logits * scales[:, None] - torch.log(waiting)
-    return torch.where(scales[:, None] == 0, logits, scores).argmax(dim=-1)
 
 
 @jit
@@ -147,11 +92,3 @@ def race_triton(logits: torch.Tensor, scales: torch.Tensor, keys: torch.Tensor) 
                                 UNIFORM_BITS=UNIFORM_BITS, num_warps=8)
     winner = best_score.argmax(dim=1, keepdim=True)  # the first piece wins ties
     return best_token.gather(1, winner).squeeze(1).long()
-
-
-def exponential_race(logits: torch.Tensor, scales: torch.Tensor,
-                     keys: torch.Tensor) -> torch.Tensor:
-    """One token id per row (int64): Triton on a GPU, torch elsewhere."""
-    if use_triton(logits):
-        return race_triton(logits, scales, keys)
-    return race_torch(logits, scales, keys)

@@ -1,4 +1,4 @@
-"""Write this step's keys and values into the paged KV cache.
+"""Write this step's keys and values into the paged KV cache (``layers/attention.store_kv``).
 
 The cache is a pool of fixed-size blocks; a sequence's tokens are scattered over the
 blocks its block table names. The scheduler has already decided where every new token
@@ -12,16 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from nanovllm.kernels.triton_support import jit, require_triton, tl, triton, use_triton
-
-
-def store_kvcache_torch(key: torch.Tensor, value: torch.Tensor, k_cache: torch.Tensor,
-                        v_cache: torch.Tensor, slot_mapping: torch.Tensor) -> None:
-    """key, value: [tokens, kv_heads, head_dim]; caches: [blocks, block_size, kv_heads, head_dim]."""
-    real = slot_mapping >= 0
-    slots = slot_mapping[real]
-    k_cache.view(-1, *k_cache.shape[2:])[slots] = key[real]
-    v_cache.view(-1, *v_cache.shape[2:])[slots] = value[real]
+from nanovllm.kernels.triton_support import jit, require_triton, tl, triton
 
 
 @jit
@@ -41,7 +32,7 @@ def store_kvcache_kernel(key_ptr, value_ptr, k_cache_ptr, v_cache_ptr, slot_mapp
     tl.store(v_cache_ptr + slot * ROW + columns, v, mask=mask)
 
 
-def store_kvcache_triton(key: torch.Tensor, value: torch.Tensor, k_cache: torch.Tensor,
+def store_kvcache(key: torch.Tensor, value: torch.Tensor, k_cache: torch.Tensor,
                          v_cache: torch.Tensor, slot_mapping: torch.Tensor) -> None:
     require_triton()
     num_tokens, num_kv_heads, head_dim = key.shape
@@ -54,12 +45,3 @@ def store_kvcache_triton(key: torch.Tensor, value: torch.Tensor, k_cache: torch.
     store_kvcache_kernel[(num_tokens,)](
         key, value, k_cache, v_cache, slot_mapping, key.stride(0), value.stride(0),
         ROW=row, ROW_POW2=triton.next_power_of_2(row))
-
-
-def store_kvcache(key: torch.Tensor, value: torch.Tensor, k_cache: torch.Tensor,
-                  v_cache: torch.Tensor, slot_mapping: torch.Tensor) -> None:
-    """Scatter key/value rows into the cache at the given slots (Triton on GPU, torch elsewhere)."""
-    if use_triton(key):
-        store_kvcache_triton(key, value, k_cache, v_cache, slot_mapping)
-    else:
-        store_kvcache_torch(key, value, k_cache, v_cache, slot_mapping)

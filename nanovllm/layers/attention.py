@@ -8,9 +8,10 @@ chunks of a chunked prefill and decode tokens alike: whatever a query may see is
 the cache by the time attention runs (and a sequence may even read a block that
 another sequence of the same batch has just written).
 
-A batch in which every sequence brings exactly one token (pure decode) uses the decode
-kernel; any other batch, including mixed ones, uses the varlen prefill kernel, where a
-decode token is simply a chunk of length one.
+The functions here are the plain version, in torch, one sequence at a time. On a GPU
+the same maths runs as Triton kernels (``kernels/``): one that stores, one for batches
+of one new token per sequence (decode), one for any other batch (a decode token is then
+simply a chunk of length one).
 """
 
 from dataclasses import dataclass
@@ -43,6 +44,52 @@ class AttentionMetadata:
     decode_only: bool
 
 
+def store_kv(key: torch.Tensor, value: torch.Tensor, k_cache: torch.Tensor,
+             v_cache: torch.Tensor, slot_mapping: torch.Tensor) -> None:
+    """Row t of ``key`` and ``value`` goes to cache slot ``slot_mapping[t]``.
+
+    A slot is ``block * block_size + offset``, so in the cache seen as one row per slot
+    ``[blocks * block_size, kv_heads, head_dim]`` storing is a scatter. Slot -1 is padding.
+    """
+    real = slot_mapping >= 0
+    k_cache.flatten(0, 1)[slot_mapping[real]] = key[real]
+    v_cache.flatten(0, 1)[slot_mapping[real]] = value[real]
+
+
+def gather_context(cache: torch.Tensor, block_table: torch.Tensor, length: int) -> torch.Tensor:
+    """The first ``length`` tokens of one sequence, in order: [length, kv_heads, head_dim]."""
+    block_size = cache.shape[1]
+    positions = torch.arange(length, device=cache.device)
+    slots = block_table[positions // block_size].long() * block_size + positions % block_size
+    return cache.flatten(0, 1)[slots]
+
+
+def paged_attention(query: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
+                    meta: AttentionMetadata, scale: float) -> torch.Tensor:
+    """Each sequence's query rows attend causally to its tokens in the cache.
+
+    Sequence i's chunk holds its last ``query_len`` tokens of ``context_len``, so query row r
+    sits at position ``context_len - query_len + r`` and sees the tokens at positions up
+    to it. Grouped-query attention: query head h reads kv head ``h // (heads / kv_heads)``.
+    """
+    num_heads, num_kv_heads = query.shape[1], k_cache.shape[2]
+    out = torch.empty_like(query)
+    starts = meta.cu_seqlens_q.tolist()
+    for i, context_len in enumerate(meta.context_lens.tolist()):
+        rows = slice(starts[i], starts[i + 1])
+        query_len = starts[i + 1] - starts[i]
+        keys = gather_context(k_cache, meta.block_tables[i], context_len).float()
+        values = gather_context(v_cache, meta.block_tables[i], context_len).float()
+        keys = keys.repeat_interleave(num_heads // num_kv_heads, dim=1)
+        values = values.repeat_interleave(num_heads // num_kv_heads, dim=1)
+        scores = torch.einsum("qhd,khd->hqk", query[rows].float(), keys) * scale
+        future = torch.ones(query_len, context_len, dtype=torch.bool,
+                            device=query.device).triu(context_len - query_len + 1)
+        scores = scores.masked_fill(future, float("-inf"))
+        out[rows] = torch.einsum("hqk,khd->qhd", scores.softmax(dim=-1), values).to(out.dtype)
+    return out
+
+
 class Attention(nn.Module):
     def __init__(self, num_heads: int, num_kv_heads: int, head_dim: int):
         super().__init__()
@@ -55,6 +102,9 @@ class Attention(nn.Module):
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                 meta: AttentionMetadata) -> torch.Tensor:
         """q: [tokens, heads, head_dim]; k, v: [tokens, kv_heads, head_dim]."""
+        if not q.is_cuda:
+            store_kv(k, v, self.k_cache, self.v_cache, meta.slot_mapping)
+            return paged_attention(q, self.k_cache, self.v_cache, meta, self.scale)
         store_kvcache(k, v, self.k_cache, self.v_cache, meta.slot_mapping)
         if meta.decode_only:
             return decode_attention(q, self.k_cache, self.v_cache, meta.block_tables,

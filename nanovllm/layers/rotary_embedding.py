@@ -5,13 +5,7 @@ rotated by the angle ``position * theta ** (-2i / head_dim)``. Rotating q by its
 position and k by its own makes their dot product depend only on the *distance*
 between the two tokens, which is what lets a cached key, computed once, stay valid
 for every later query. The cosines and sines of every position are computed once,
-in float32, and looked up by position at run time.
-
-``apply_rotary`` is a plain function, a dozen small kernels in eager PyTorch. The model
-does not call it through this layer: its attention block (``models/qwen3.py``) rotates q
-and k together with their per-head norms in one kernel of our own
-(``kernels/qk_norm_rotary.py``), whose torch path is ``apply_rotary`` itself, reading
-this layer's tables.
+in float32, and looked up by position at run time; every layer reads the same table.
 """
 
 import torch
@@ -25,13 +19,6 @@ def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tenso
     return rotated.to(x.dtype)
 
 
-def apply_rotary(positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor,
-                 cos_table: torch.Tensor, sin_table: torch.Tensor):
-    cos = cos_table[positions].unsqueeze(1)
-    sin = sin_table[positions].unsqueeze(1)
-    return rotate(q, cos, sin), rotate(k, cos, sin)
-
-
 class RotaryEmbedding(nn.Module):
     def __init__(self, head_dim: int, max_position: int, theta: float):
         super().__init__()
@@ -43,5 +30,7 @@ class RotaryEmbedding(nn.Module):
         self.register_buffer("sin", angles.sin(), persistent=False)
 
     def forward(self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor):
-        """The rotation alone, as new tensors (the model uses the fused kernel instead)."""
-        return apply_rotary(positions, q, k, self.cos, self.sin)
+        """q and k, each head rotated by its token's position (new tensors)."""
+        cos = self.cos[positions].unsqueeze(1)
+        sin = self.sin[positions].unsqueeze(1)
+        return rotate(q, cos, sin), rotate(k, cos, sin)

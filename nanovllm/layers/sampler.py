@@ -10,24 +10,21 @@ For one row of logits and its request's parameters:
 4. draw from what is left with the *exponential race*: give every token an independent
    waiting time E ~ Exp(1) and pick the token with the largest p / E. Token i wins with
    probability exactly p_i / sum(p), so no cumulative sums or normalisation are needed,
-   and removed tokens (p = 0) can never win.
+   and removed tokens (p = 0) can never win. In logarithms, with p proportional to
+   exp(logit / T): the winner is ``argmax(logit / T - log E)``.
 
 Randomness: each row's waiting times come from its own *key*, a 64-bit number that
-fixes them completely (``kernels/sample.py`` makes them with Philox, a counter-based
-generator, inside the kernel). A request with a seed gets the key ``seed_key(seed, step)``
-(``step``: tokens it has generated so far), so its output does not depend on which other
-requests share its batches, or on being preempted and recomputed. Requests without a
-seed get keys from the engine's own generator (seeded from ``Config.seed``), so a given
-workload is reproducible.
+fixes them completely: ``E_v = -log U_v``, where ``U_v`` comes from Philox, a
+counter-based generator, so token v's number is a pure function of (key, v). A request
+with a seed gets the key ``seed_key(seed, step)`` (``step``: tokens it has generated so
+far), so its output does not depend on which other requests share its batches, or on
+being preempted and recomputed. Requests without a seed get keys from the engine's own
+generator (seeded from ``Config.seed``), so a given workload is reproducible.
 
-Speed: the sampler runs every step, over [rows, vocabulary] logits (256 x 151,936 for
-Qwen3-0.6B), so in the common case (no top-k, no top-p) it is *one* kernel that reads
-the logits once and never writes a probability: the race needs no softmax (see
-``kernels/sample.py``). Nothing in it asks the GPU a question whose answer the host
+On a GPU the race is one Triton kernel that makes the same random numbers inside it
+(``kernels/sample.py``). Nothing here asks the GPU a question whose answer the host
 already knows ("does any row truncate?" would stop the CPU until the GPU catches up):
-``SamplingArrays.from_params`` works that out from the parameters. And since the keys
-are an input tensor, a decode step's sampling is captured in its CUDA graph with the
-model (``engine/cuda_graph.py``).
+``SamplingValues.from_params`` works that out from the parameters.
 """
 
 import struct
@@ -38,13 +35,15 @@ import torch
 import xxhash
 from torch import nn
 
-from nanovllm.engine.model_inputs import copy_to
-from nanovllm.kernels.sample import exponential_race
+from nanovllm.kernels.sample import UNIFORM_BITS, race_triton
 
 MAX_SCALE = 1e6  # the largest 1 / temperature used
-
 # Probabilities carry float32 rounding of ~1e-7; mass within this much of p counts as p.
 NUCLEUS_TOLERANCE = 1e-6
+MASK32 = 0xFFFFFFFF
+PHILOX_KEY_A, PHILOX_KEY_B = 0x9E3779B9, 0xBB67AE85
+PHILOX_ROUND_A, PHILOX_ROUND_B = 0xD2511F53, 0xCD9E8D57
+PHILOX_ROUNDS = 10
 
 
 def seed_key(seed: int, step: int) -> int:
@@ -56,58 +55,77 @@ def seed_key(seed: int, step: int) -> int:
 
 
 @dataclass
-class SamplingTensors:
-    scales: torch.Tensor  # [rows] float32: 1 / temperature; 0 = greedy
-    top_ks: torch.Tensor  # [rows] int; 0 = keep all
-    top_ps: torch.Tensor  # [rows] float in (0, 1]
-    keys: torch.Tensor  # [rows] int64: the key of each row's random numbers this step
-    truncates: bool  # some row has top-k or top-p on (known on the host)
+class SamplingValues:
+    """The sampled rows' settings for one step: numpy arrays on the host (``from_params``),
+    tensors on the device (``to``)."""
 
-    @classmethod
-    def from_params(cls, params: list, steps: list[int], keys: np.random.Generator,
-                    device, staging=None) -> "SamplingTensors":
-        """``SamplingArrays.from_params``, then on ``device``."""
-        return SamplingArrays.from_params(params, steps, keys).to_tensors(device, staging)
-
-
-@dataclass
-class SamplingArrays:
-    """The sampling tensors' values on the host: what a CUDA graph's buffers are filled with."""
-    floats: np.ndarray  # [3, rows] float32: scales, top-k (as a float), top-p
-    keys: np.ndarray  # [rows] int64
-    truncates: bool
+    scales: np.ndarray | torch.Tensor  # [rows] float32: 1 / temperature; 0 = greedy
+    top_ks: np.ndarray | torch.Tensor  # [rows] int64; 0 = keep all
+    top_ps: np.ndarray | torch.Tensor  # [rows] float32 in (0, 1]
+    keys: np.ndarray | torch.Tensor  # [rows] int64: the key of each row's random numbers
+    truncates: bool  # some row has top-k or top-p on
 
     @classmethod
     def from_params(cls, params: list, steps: list[int],
-                    keys: np.random.Generator) -> "SamplingArrays":
-        """Values for rows with these parameters; ``steps``: tokens each has generated.
-
-        ``keys`` draws the keys of the rows without a seed. Everything is worked out on
-        the host, so nothing waits for the GPU.
-        """
-        table = np.array([(p.temperature, p.top_k, p.top_p) for p in params],
-                         dtype=np.float64).reshape(-1, 3).T
-        temperatures, top_ks, top_ps = table
+                    random_keys: np.random.Generator) -> "SamplingValues":
+        """Rows with these parameters; ``steps``: tokens each has generated so far;
+        ``random_keys`` draws the keys of the rows without a seed."""
+        temperatures = np.array([p.temperature for p in params], dtype=np.float64)
         # 1 / T in float64, capped so that float32 logits * scale stay finite (a temperature
         # below 1 / MAX_SCALE is as good as greedy, but breaks ties the same way)
         scales = np.minimum(np.divide(1, temperatures, out=np.zeros_like(temperatures),
                                       where=temperatures > 0), MAX_SCALE)
-        floats = np.stack([scales, np.maximum(top_ks, 0), top_ps]).astype(np.float32)
-        row_keys = keys.integers(0, 2**63, size=len(params), dtype=np.int64)
+        top_ks = np.array([max(p.top_k, 0) for p in params], dtype=np.int64)
+        top_ps = np.array([p.top_p for p in params], dtype=np.float32)
+        keys = random_keys.integers(0, 2**63, size=len(params), dtype=np.int64)
         for row, (p, step) in enumerate(zip(params, steps, strict=True)):
             if p.seed is not None:
-                row_keys[row] = seed_key(p.seed, step)
-        return cls(floats=floats, keys=row_keys,
+                keys[row] = seed_key(p.seed, step)
+        return cls(scales.astype(np.float32), top_ks, top_ps, keys,
                    truncates=bool((top_ks > 0).any() or (top_ps < 1).any()))
 
-    def to_tensors(self, device, staging=None) -> SamplingTensors:
-        """On ``device``: one copy per dtype (through ``staging``, the runner's pinned
-        buffers, see ``engine/model_inputs.py``)."""
-        device = torch.device(device)
-        floats = copy_to(device, self.floats, staging, "sampling parameters")
-        keys = copy_to(device, self.keys, staging, "sampling keys")
-        return SamplingTensors(scales=floats[0], top_ks=floats[1].long(), top_ps=floats[2],
-                               keys=keys, truncates=self.truncates)
+    def to(self, device: torch.device) -> "SamplingValues":
+        def move(array):
+            return torch.from_numpy(array).to(device, non_blocking=True)
+
+        return SamplingValues(move(self.scales), move(self.top_ks), move(self.top_ps),
+                              move(self.keys), self.truncates)
+
+
+def philox(keys: torch.Tensor, count: int) -> torch.Tensor:
+    """[rows] int64 keys -> [rows, count, 4] random uint32 values (held in int64): Philox-4x32
+    with 10 rounds, the four numbers ``tl.randint4x(key, counter)`` makes for counters 0 to
+    count - 1, so that the Triton kernel draws the same tokens."""
+    c0 = torch.arange(count, dtype=torch.int64, device=keys.device).expand(len(keys), count)
+    c1 = c2 = c3 = torch.zeros_like(c0)
+    k0, k1 = (keys & MASK32)[:, None], ((keys >> 32) & MASK32)[:, None]
+    for _ in range(PHILOX_ROUNDS):
+        # int64 products wrap around, but their low 64 bits, all we use, are exact
+        product_b, product_a = PHILOX_ROUND_B * c2, PHILOX_ROUND_A * c0
+        c0, c2 = ((product_b >> 32) & MASK32) ^ c1 ^ k0, ((product_a >> 32) & MASK32) ^ c3 ^ k1
+        c1, c3 = product_b & MASK32, product_a & MASK32
+        k0, k1 = (k0 + PHILOX_KEY_A) & MASK32, (k1 + PHILOX_KEY_B) & MASK32
+    return torch.stack([c0, c1, c2, c3], dim=-1)
+
+
+def uniform(keys: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """[rows, vocab_size] float32 in (0, 1): token v's number is number v % 4 of counter
+    v // 4; U keeps the top 23 bits and sits mid-interval, so it is never 0 or 1."""
+    words = philox(keys, -(-vocab_size // 4)).flatten(1)[:, :vocab_size]
+    return ((words >> (32 - UNIFORM_BITS)).float() + 0.5) * 2.0 ** -UNIFORM_BITS
+
+
+def race(logits: torch.Tensor, scales: torch.Tensor, keys: torch.Tensor,
+         rows_at_once: int = 16) -> torch.Tensor:
+    """The winner of each row (int64), ``rows_at_once`` rows at a time: Philox's int64
+    temporaries are large. A greedy row (scale 0) takes the plain arg-max."""
+    winners = []
+    for i in range(0, len(logits), rows_at_once):
+        rows, row_scales = logits[i:i + rows_at_once].float(), scales[i:i + rows_at_once]
+        waiting = -torch.log(uniform(keys[i:i + rows_at_once], rows.shape[1]))  # E ~ Exp(1)
+        scores = rows * row_scales[:, None] - torch.log(waiting)
+        winners.append(torch.where(row_scales[:, None] == 0, rows, scores).argmax(dim=-1))
+    return torch.cat(winners) if winners else torch.empty(0, dtype=torch.int64)
 
 
 def truncated_probs(logits: torch.Tensor, top_ks: torch.Tensor,
@@ -115,8 +133,6 @@ def truncated_probs(logits: torch.Tensor, top_ks: torch.Tensor,
     """Softmax of each row with top-k, then top-p, applied; removed tokens get probability 0."""
     probs = logits.softmax(dim=-1)
     vocab_size = probs.shape[-1]
-    if bool((top_ks == 0).all()) and bool((top_ps >= 1).all()):
-        return probs
     sorted_probs, order = probs.sort(dim=-1, descending=True)
     rank = torch.arange(vocab_size, device=probs.device)
     keep = rank[None, :] < torch.where(top_ks > 0, top_ks, vocab_size)[:, None]
@@ -131,11 +147,13 @@ def truncated_probs(logits: torch.Tensor, top_ks: torch.Tensor,
 
 
 class Sampler(nn.Module):
-    def forward(self, logits: torch.Tensor, sampling: SamplingTensors) -> torch.Tensor:
+    def forward(self, logits: torch.Tensor, values: SamplingValues) -> torch.Tensor:
         """logits: [rows, vocab] -> sampled token ids: [rows] (int64)."""
-        scales = sampling.scales
-        if sampling.truncates:  # race over the kept tokens' log-probabilities instead
+        scales = values.scales
+        if values.truncates:  # race over the kept tokens' log-probabilities instead
             tempered = logits.float() * torch.where(scales == 0, 1.0, scales)[:, None]
-            logits = truncated_probs(tempered, sampling.top_ks, sampling.top_ps).log()
+            logits = truncated_probs(tempered, values.top_ks, values.top_ps).log()
             scales = (scales > 0).float()  # a greedy row's arg-max is unchanged by all this
-        return exponential_race(logits, scales, sampling.keys)
+        if logits.is_cuda:
+            return race_triton(logits, scales, values.keys)
+        return race(logits, scales, values.keys)

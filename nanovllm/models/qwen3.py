@@ -11,10 +11,10 @@ with the residual additions fused into the following RMSNorm.
 """
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from nanovllm.kernels.qk_norm_rotary import qk_norm_rotary
-from nanovllm.layers.activation import SiluAndMul
 from nanovllm.layers.attention import Attention, AttentionMetadata
 from nanovllm.layers.embed_head import ParallelLMHead, VocabParallelEmbedding
 from nanovllm.layers.layernorm import RMSNorm
@@ -28,7 +28,7 @@ from nanovllm.models.model_config import ModelConfig
 
 
 class Qwen3Attention(nn.Module):
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: ModelConfig, rotary: RotaryEmbedding):
         super().__init__()
         self.qkv_proj = QKVParallelLinear(config.hidden_size, config.head_dim,
                                           config.num_attention_heads,
@@ -40,8 +40,7 @@ class Qwen3Attention(nn.Module):
         self.head_dim = config.head_dim
         self.o_proj = RowParallelLinear(config.num_attention_heads * config.head_dim,
                                         config.hidden_size)
-        self.rotary_emb = RotaryEmbedding(config.head_dim, config.max_position_embeddings,
-                                          config.rope_theta)
+        self.rotary_emb = rotary  # one table, shared by every layer
         # Qwen3 normalises every head's query and key before the rotation.
         self.q_norm = RMSNorm(config.head_dim, config.rms_norm_eps) if config.qk_norm else None
         self.k_norm = RMSNorm(config.head_dim, config.rms_norm_eps) if config.qk_norm else None
@@ -54,42 +53,45 @@ class Qwen3Attention(nn.Module):
         q = q.view(-1, self.num_heads, self.head_dim)
         k = k.view(-1, self.num_kv_heads, self.head_dim)
         v = v.view(-1, self.num_kv_heads, self.head_dim)
-        self.norm_and_rotate(positions, q, k)
+        if q.is_cuda:  # the norms and the rotation as one kernel, in place in q and k
+            norms = (self.q_norm.weight, self.k_norm.weight, self.q_norm.eps) if self.q_norm \
+                else (None, None, 0.0)
+            qk_norm_rotary(positions, q, k, self.rotary_emb.cos, self.rotary_emb.sin, *norms)
+        else:
+            if self.q_norm is not None:
+                q, k = self.q_norm(q), self.k_norm(k)
+            q, k = self.rotary_emb(positions, q, k)
         out = self.attn(q, k, v, meta)
         return self.o_proj(out.flatten(1))
 
-    def norm_and_rotate(self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor) -> None:
-        """q_norm and k_norm (Qwen3 only), then the rotary embedding: in place, in q and k.
 
-        Run as layers, that is four small kernels (two norms, two rotations); here it is one
-        (``kernels/qk_norm_rotary.py``), whose torch path computes exactly what the layers
-        would: ``rms_norm`` with each norm's weight, then ``apply_rotary`` with the tables.
-        """
-        q_weight = k_weight = None
-        eps = 0.0  # unused without norms
-        if self.q_norm is not None:
-            q_weight, k_weight, eps = self.q_norm.weight, self.k_norm.weight, self.q_norm.eps
-        qk_norm_rotary(positions, q, k, self.rotary_emb.cos, self.rotary_emb.sin,
-                       q_weight, k_weight, eps)
+def silu_and_mul(gate_up: torch.Tensor) -> torch.Tensor:
+    """The gate of a gated MLP: ``silu(gate) * up`` decides, feature by feature, how much of
+    ``up`` passes through."""
+    gate, up = gate_up.chunk(2, dim=-1)
+    return F.silu(gate) * up
 
 
 class Qwen3MLP(nn.Module):
+    # Looked up on the instance, so that torch_compile.py can swap in a compiled version.
+    act = staticmethod(silu_and_mul)
+
     def __init__(self, config: ModelConfig):
         super().__init__()
+        # gate and up side by side: one matrix product computes both
         self.gate_up_proj = MergedColumnParallelLinear(config.hidden_size,
                                                        [config.intermediate_size] * 2)
-        self.act_fn = SiluAndMul()
         self.down_proj = RowParallelLinear(config.intermediate_size, config.hidden_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(self.act_fn(self.gate_up_proj(x)))
+        return self.down_proj(self.act(self.gate_up_proj(x)))
 
 
 class Qwen3DecoderLayer(nn.Module):
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: ModelConfig, rotary: RotaryEmbedding):
         super().__init__()
         self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
-        self.self_attn = Qwen3Attention(config)
+        self.self_attn = Qwen3Attention(config, rotary)
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.mlp = Qwen3MLP(config)
 
@@ -108,7 +110,9 @@ class Qwen3Model(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.embed_tokens = VocabParallelEmbedding(config.vocab_size, config.hidden_size)
-        self.layers = nn.ModuleList(Qwen3DecoderLayer(config)
+        rotary = RotaryEmbedding(config.head_dim, config.max_position_embeddings,
+                                 config.rope_theta)
+        self.layers = nn.ModuleList(Qwen3DecoderLayer(config, rotary)
                                     for _ in range(config.num_hidden_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
 

@@ -1,4 +1,5 @@
-"""Each Triton kernel against its torch reference, and the references against plain attention.
+"""Each Triton kernel against the plain torch version it speeds up (``layers/``), and the plain
+attention against textbook attention.
 
 On a machine without a GPU the Triton kernels run in Triton's interpreter
 (TRITON_INTERPRET=1) with small shapes; on a GPU they run compiled, at the shapes of a
@@ -22,8 +23,11 @@ from nanovllm.kernels import (
     store_kvcache,
     triton_support,
 )
+from nanovllm.layers import attention
+from nanovllm.layers.attention import AttentionMetadata, gather_context, paged_attention, store_kv
 from nanovllm.layers.layernorm import RMSNorm
 from nanovllm.layers.rotary_embedding import RotaryEmbedding
+from nanovllm.layers.sampler import philox, race
 
 ON_GPU = torch.cuda.is_available()
 DEVICE = "cuda" if ON_GPU else "cpu"
@@ -81,23 +85,25 @@ def dense_causal_attention(q, k, v, scale):
     return torch.einsum("hqk,khd->qhd", scores.softmax(-1), v)
 
 
-def test_references_match_textbook_attention():
+def metadata(cu, lens, tables, max_query_len: int) -> AttentionMetadata:
+    return AttentionMetadata(slot_mapping=None, cu_seqlens_q=cu, context_lens=lens,
+                             block_tables=tables, max_query_len=max_query_len,
+                             decode_only=max_query_len == 1)
+
+
+def test_paged_attention_matches_textbook_attention():
     heads, _, head_dim, _, _ = SHAPES
-    context_lens, query_lens = [37, 16, 5], [37, 3, 1]  # full prompt, cached prefix, decode
+    context_lens = [37, 16, 5]  # a full prompt (37 rows), 3 after a cached prefix, a decode
     k_cache, v_cache, tables, lens = paged_cache(3, context_lens, torch.float32)
     cu = torch.tensor([0, 37, 40, 41], dtype=torch.int32, device=DEVICE)
     query = torch.randn(41, heads, head_dim, device=DEVICE)
-    out = prefill_attention.prefill_attention_torch(query, k_cache, v_cache, cu, lens, tables,
-                                                 0.3, max(query_lens))
+    out = paged_attention(query, k_cache, v_cache, metadata(cu, lens, tables, 37), 0.3)
     for i, n in enumerate(context_lens):
-        k = decode_attention.gather_context(k_cache, tables[i], n)
-        v = decode_attention.gather_context(v_cache, tables[i], n)
+        k = gather_context(k_cache, tables[i], n)
+        v = gather_context(v_cache, tables[i], n)
         rows = slice(int(cu[i]), int(cu[i + 1]))
         expected = dense_causal_attention(query[rows], k, v, 0.3)
         torch.testing.assert_close(out[rows], expected, atol=1e-5, rtol=1e-5)
-    decoded = decode_attention.decode_attention_torch(query[40:41], k_cache[:, :], v_cache,
-                                                   tables[2:], lens[2:], 0.3)
-    torch.testing.assert_close(decoded, out[40:41], atol=1e-6, rtol=1e-6)
 
 
 @triton_here
@@ -112,8 +118,8 @@ def test_store_kvcache_kernel_matches_reference(dtype):
     fused = torch.randn(12, 3 * kv_heads, head_dim, device=DEVICE).to(dtype)
     key, value = fused[:, :kv_heads], fused[:, kv_heads:2 * kv_heads]
     expected_k, expected_v = k_cache.clone(), v_cache.clone()
-    store_kvcache.store_kvcache_torch(key, value, expected_k, expected_v, slots)
-    store_kvcache.store_kvcache_triton(key, value, k_cache, v_cache, slots)
+    store_kv(key, value, expected_k, expected_v, slots)
+    store_kvcache.store_kvcache(key, value, k_cache, v_cache, slots)
     assert torch.equal(k_cache, expected_k) and torch.equal(v_cache, expected_v)
     flat = k_cache.flatten(0, 1)
     assert torch.equal(flat[slots[0]], key[0])
@@ -157,38 +163,20 @@ def test_qk_norm_rotary_kernel_matches_reference(dtype, qk_norm, position_dtype,
         weights = [None, None]
     positions = shuffled_positions(num_tokens, max_position, position_dtype)
     before = qkv.clone()
-    expected_q, expected_k = qk_norm_rotary.qk_norm_rotary_torch(
-        positions, q, k, rotary.cos, rotary.sin, *weights, eps)
-    qk_norm_rotary.qk_norm_rotary_triton(positions, q, k, rotary.cos, rotary.sin, *weights, eps)
+    expected_q, expected_k = q, k
+    if qk_norm:  # the plain path: the norm layers, then the rotary layer
+        norms = [RMSNorm(head_dim, eps).to(DEVICE, dtype) for _ in weights]
+        for norm, weight in zip(norms, weights, strict=True):
+            norm.weight.data.copy_(weight)
+        expected_q, expected_k = norms[0](q), norms[1](k)
+    expected_q, expected_k = rotary(positions, expected_q, expected_k)
+    qk_norm_rotary.qk_norm_rotary(positions, q, k, rotary.cos, rotary.sin, *weights, eps)
     for actual, expected in ((q, expected_q), (k, expected_k)):
         difference = (actual.float() - expected.float()).abs().max().item()
         print(f"qk_norm_rotary {dtype}, norm {qk_norm}: max |triton - torch| = {difference:.2e}")
         assert difference <= TOLERANCE[dtype]
     v_columns = slice((heads + kv_heads) * head_dim, None)
     assert torch.equal(qkv[:, v_columns], before[:, v_columns])  # v is left alone
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("qk_norm", [True, False])
-def test_qk_norm_rotary_reference_is_the_unfused_layers(dtype, qk_norm):
-    """On a CPU the fused call computes bit for bit what q_norm, k_norm and RoPE did as layers."""
-    heads, kv_heads, head_dim = 4, 2, 16
-    rotary = RotaryEmbedding(head_dim, 64, 1e6)
-    q_norm, k_norm = RMSNorm(head_dim, 1e-6).to(dtype), RMSNorm(head_dim, 1e-6).to(dtype)
-    generator = torch.Generator().manual_seed(3)
-    with torch.no_grad():
-        q_norm.weight.copy_(1 + 0.2 * torch.randn(head_dim, generator=generator))
-        k_norm.weight.copy_(1 + 0.2 * torch.randn(head_dim, generator=generator))
-    qkv, q, k = fused_qkv_views(7, heads, kv_heads, head_dim, dtype, device="cpu")
-    qkv.mul_(3)
-    positions = shuffled_positions(7, 64, torch.int64, device="cpu")
-    with torch.no_grad():
-        expected_q, expected_k = (rotary(positions, q_norm(q), k_norm(k)) if qk_norm
-                                  else rotary(positions, q, k))
-        weights = (q_norm.weight, k_norm.weight) if qk_norm else (None, None)
-        qk_norm_rotary.qk_norm_rotary(positions, q, k, rotary.cos, rotary.sin, *weights, 1e-6)
-    assert q.dtype == expected_q.dtype and k.dtype == expected_k.dtype
-    assert torch.equal(q, expected_q) and torch.equal(k, expected_k)
 
 
 @triton_here
@@ -201,9 +189,10 @@ def test_decode_attention_kernel_matches_reference(dtype, num_splits):
     k_cache, v_cache, tables, lens = paged_cache(len(context_lens), context_lens, dtype)
     query = torch.randn(len(context_lens), heads, head_dim, device=DEVICE).to(dtype)
     scale = head_dim ** -0.5
-    expected = decode_attention.decode_attention_torch(query, k_cache, v_cache, tables, lens, scale)
-    actual = decode_attention.decode_attention_triton(query, k_cache, v_cache, tables, lens, scale,
-                                                      num_splits=num_splits)
+    cu = torch.arange(len(context_lens) + 1, dtype=torch.int32, device=DEVICE)
+    expected = paged_attention(query, k_cache, v_cache, metadata(cu, lens, tables, 1), scale)
+    actual = decode_attention.decode_attention(query, k_cache, v_cache, tables, lens, scale,
+                                               num_splits=num_splits)
     difference = (actual.float() - expected.float()).abs().max().item()
     print(f"decode {dtype}, splits {num_splits}: max |triton - torch| = {difference:.2e}")
     assert difference <= TOLERANCE[dtype]
@@ -231,16 +220,29 @@ def test_prefill_attention_kernel_matches_reference(dtype):
                       device=DEVICE)
     query = torch.randn(sum(query_lens), heads, head_dim, device=DEVICE).to(dtype)
     scale = head_dim ** -0.5
-    args = (query, k_cache, v_cache, cu, lens, tables, scale, max(query_lens))
-    expected = prefill_attention.prefill_attention_torch(*args)
-    actual = prefill_attention.prefill_attention_triton(*args)
+    expected = paged_attention(query, k_cache, v_cache,
+                               metadata(cu, lens, tables, max(query_lens)), scale)
+    actual = prefill_attention.prefill_attention(query, k_cache, v_cache, cu, lens, tables, scale,
+                                                 max(query_lens))
     difference = (actual.float() - expected.float()).abs().max().item()
     print(f"prefill {dtype}: max |triton - torch| = {difference:.2e}")
     assert difference <= TOLERANCE[dtype]
 
 
-def test_cpu_tensors_always_take_the_torch_path():
-    assert not triton_support.use_triton(torch.zeros(1))
+def test_cpu_tensors_always_take_the_plain_path(monkeypatch):
+    def no_kernels(*args, **kwargs):
+        raise AssertionError("a Triton kernel was called for CPU tensors")
+
+    for name in ("store_kvcache", "decode_attention", "prefill_attention"):
+        monkeypatch.setattr(attention, name, no_kernels)
+    heads, kv_heads, head_dim, block_size, _ = SHAPES
+    layer = attention.Attention(heads, kv_heads, head_dim)
+    layer.k_cache = torch.zeros(4, block_size, kv_heads, head_dim)
+    layer.v_cache = torch.zeros(4, block_size, kv_heads, head_dim)
+    q, kv = torch.randn(3, heads, head_dim), torch.randn(3, kv_heads, head_dim)
+    meta = AttentionMetadata(torch.tensor([0, 1, 2]), torch.tensor([0, 3]), torch.tensor([3]),
+                             torch.tensor([[0]]), max_query_len=3, decode_only=False)
+    assert layer(q, kv, kv, meta).shape == q.shape
 
 
 if triton_support.triton is not None:
@@ -260,11 +262,11 @@ if triton_support.triton is not None:
 
 @triton_here
 def test_philox_kernel_matches_reference():
-    """philox_torch makes bit for bit the numbers tl.randint4x makes in a kernel."""
+    """The sampler's philox makes bit for bit the numbers tl.randint4x makes in a kernel."""
     keys = torch.tensor([0, 1, 12345, 2**32 + 7, 2**63 - 1, 0x0123456789ABCDEF])
     out = torch.empty(len(keys), 256, 4, dtype=torch.int64, device=DEVICE)
     philox_bits_kernel[(len(keys),)](keys.to(DEVICE), out, COUNT=256)
-    assert torch.equal(out.cpu(), sample.philox_torch(keys, 256))
+    assert torch.equal(out.cpu(), philox(keys, 256))
 
 
 @triton_here
@@ -277,7 +279,7 @@ def test_race_kernel_matches_reference(dtype):
     scales = torch.tensor([0.0, 1.0, 1 / 0.6, 2.0, 0.0, 0.5] * (rows // 6))
     keys = torch.randint(0, 2**62, (rows,), generator=generator)
     got = sample.race_triton(logits.to(DEVICE), scales.to(DEVICE), keys.to(DEVICE)).cpu()
-    want = sample.race_torch(logits, scales, keys)
+    want = race(logits, scales, keys)
     greedy = scales == 0
     assert torch.equal(got[greedy], logits.float().argmax(dim=-1)[greedy])
     # The GPU's float32 log may differ from torch's in the last bit, which can only

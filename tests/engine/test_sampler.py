@@ -7,7 +7,7 @@ import pytest
 import torch
 import xxhash
 
-from nanovllm.layers.sampler import Sampler, SamplingTensors, truncated_probs
+from nanovllm.layers.sampler import Sampler, SamplingValues, truncated_probs
 from nanovllm.sampling_params import SamplingParams
 
 LOGITS = torch.tensor([2.0, 1.5, 1.0, 0.5, 0.0, -0.5, -1.0, -2.0])
@@ -36,8 +36,8 @@ def sampling(rows: int, temperature=1.0, top_k=0, top_p=1.0, seeds=None, steps=N
              key_seed=1234):
     params = [SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
               for seed in seeds or [None] * rows]
-    return SamplingTensors.from_params(params, steps or [0] * rows,
-                                       np.random.default_rng(key_seed), "cpu")
+    return SamplingValues.from_params(params, steps or [0] * rows,
+                                      np.random.default_rng(key_seed)).to("cpu")
 
 
 @pytest.mark.parametrize("temperature, top_k, top_p", [
@@ -87,8 +87,8 @@ def test_per_request_parameters_in_one_batch():
     params = [SamplingParams(temperature=0.0), SamplingParams(temperature=5.0, top_k=1),
               SamplingParams(temperature=5.0, top_p=1e-6), SamplingParams(temperature=0.0)]
     for seed in range(20):
-        tokens = Sampler()(rows, SamplingTensors.from_params(
-            params, [0] * 4, np.random.default_rng(seed), "cpu"))
+        tokens = Sampler()(rows, SamplingValues.from_params(
+            params, [0] * 4, np.random.default_rng(seed)).to("cpu"))
         # greedy; top-k 1; a tiny nucleus; greedy on the reversed row
         assert tokens.tolist() == [0, 0, 0, len(LOGITS) - 1]
 

@@ -1,0 +1,43 @@
+"""The loop body both attention kernels share: one tile of cached keys and values, read
+through a sequence's block table and folded into an online softmax.
+
+A program walks its sequence's cached tokens a tile of BLOCK_N at a time. A tile may
+span several cache blocks, so each token's row is found through the block table
+(``tile_offsets``). Then ``attend_tile`` scores the tile's keys against the program's
+query rows with one ``tl.dot`` and folds the tile into three running values per row:
+the largest score so far, the sum of exponentials, and the weighted sum of values.
+When the maximum grows, the two sums are rescaled to it, so the row of scores is never
+held whole and the result is exact: ``out = acc / exp_sum`` at the end.
+"""
+
+from __future__ import annotations
+
+from nanovllm.kernels.triton_support import jit, tl
+
+
+@jit
+def tile_offsets(table_ptr, positions, valid, kv_head, BLOCK_SIZE: tl.constexpr,
+                 NUM_KV_HEADS: tl.constexpr, HEAD_DIM: tl.constexpr):
+    """[tokens, HEAD_DIM] offsets of the tokens at ``positions`` in the cache viewed as
+    [blocks * block_size * kv_heads, head_dim]; ``table_ptr``: the sequence's block table."""
+    blocks = tl.load(table_ptr + positions // BLOCK_SIZE, mask=valid, other=0).to(tl.int64)
+    cache_rows = (blocks * BLOCK_SIZE + positions % BLOCK_SIZE) * NUM_KV_HEADS + kv_head
+    return cache_rows[:, None] * HEAD_DIM + tl.arange(0, HEAD_DIM)[None, :]
+
+
+@jit
+def attend_tile(query, k_cache_ptr, v_cache_ptr, kv_offsets, valid, visible, scale,
+                max_score, exp_sum, acc, DOT_PRECISION: tl.constexpr):
+    """Fold one tile into the online softmax of ``query`` [rows, HEAD_DIM]; ``valid``: tokens
+    of the tile that exist, ``visible`` [rows, tokens]: which a row may see."""
+    keys = tl.load(k_cache_ptr + kv_offsets, mask=valid[:, None], other=0.0)
+    scores = tl.dot(query, tl.trans(keys), input_precision=DOT_PRECISION) * scale
+    scores = tl.where(visible, scores, float("-inf"))
+    new_max = tl.maximum(max_score, tl.max(scores, axis=1))
+    rescale = tl.exp(max_score - new_max)  # shrink the old sums to the new maximum
+    weights = tl.exp(scores - new_max[:, None])
+    values = tl.load(v_cache_ptr + kv_offsets, mask=valid[:, None], other=0.0)
+    exp_sum = exp_sum * rescale + tl.sum(weights, axis=1)
+    acc = acc * rescale[:, None] + tl.dot(weights.to(values.dtype), values,
+                                          input_precision=DOT_PRECISION)
+    return new_max, exp_sum, acc
