@@ -39,6 +39,7 @@ drops its CUDA graphs, sends STOP, waits a little, kills what remains, leaves th
 import dataclasses
 import os
 import pickle
+import time
 import traceback
 import weakref
 from multiprocessing.connection import wait
@@ -77,14 +78,21 @@ def stop_workers(watchdog: Watchdog, processes: dict, conns: dict) -> None:
             conn.send_bytes(STOP)
         except OSError:  # that worker is gone already
             pass
+    join_all(processes, STOP_GRACE_S)
     for process in processes.values():
-        process.join(STOP_GRACE_S)
         if process.is_alive():
             process.kill()
-            process.join()
+    join_all(processes, STOP_GRACE_S)
     for conn in conns.values():
         conn.close()
     leave_group()
+
+
+def join_all(processes: dict, within_s: float) -> None:
+    """Wait until every process has exited, or ``within_s`` has passed, whichever is first."""
+    deadline = time.monotonic() + within_s
+    for process in processes.values():
+        process.join(max(0.0, deadline - time.monotonic()))
 
 
 class TensorParallelRunner(ModelRunner):
@@ -207,8 +215,7 @@ class TensorParallelRunner(ModelRunner):
         self.watchdog.stop()  # what it would see from here on is our doing
         for process in self.processes.values():
             process.kill()
-        for process in self.processes.values():
-            process.join(STOP_GRACE_S)
+        join_all(self.processes, STOP_GRACE_S)
 
     def dead_workers(self, wait_s: float) -> str | None:
         """Which workers have exited, waiting up to ``wait_s`` for the first one to."""
