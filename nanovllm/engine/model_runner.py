@@ -17,7 +17,6 @@ samples. See ``tp_runner.py`` for how the driver keeps the others in step.
 """
 
 import contextlib
-import warnings
 from types import SimpleNamespace
 
 import numpy as np
@@ -33,7 +32,7 @@ from nanovllm.engine.model_inputs import (
     prepare_model_inputs,
     to_model_inputs,
 )
-from nanovllm.engine.parallel import fewest_across_group
+from nanovllm.engine.parallel import capture_on_every_rank_or_none, fewest_across_group
 from nanovllm.engine.torch_compile import compile_small_ops
 from nanovllm.layers.linear import building_shard
 from nanovllm.layers.sampler import Sampler, SamplingValues
@@ -101,11 +100,9 @@ class ModelRunner:
                                           self.block_size, self.dtype, self.device)
         self.graphs = None
         if self.device.type == "cuda" and not config.enforce_eager:
-            try:
-                self.graphs = DecodeGraphs.capture(self, config.max_num_seqs)
-            except RuntimeError as error:  # an unusual driver or allocator setting
-                warnings.warn(f"CUDA graph capture failed, running eagerly: {error}",
-                              stacklevel=2)
+            self.graphs = capture_on_every_rank_or_none(
+                lambda: DecodeGraphs.capture(self, config.max_num_seqs), self.device,
+                config.tensor_parallel_size)
 
     def close(self) -> None:
         """Give the memory back now (weights, KV cache, graphs), not whenever the garbage

@@ -23,8 +23,13 @@ about 77 KB).
 Failures: the ``Watchdog`` trips on a worker that exits or on start-up or a step taking
 longer than ``Config.tp_timeout_s``; it kills the workers and aborts the group, and
 ``run`` raises ``RuntimeError`` naming the rank and the cause, with the traceback the
-worker sent if it had time to. Ctrl-C (``KeyboardInterrupt``) mid-step stops the
-workers too before it propagates. Either way the runner is closed for good.
+worker sent if it had time to. The driver collects those tracebacks only once the
+workers have exited, so none that was sent is missed. When the driver itself fails
+(its own load, say), its own exception is what comes out, with what the workers
+reported attached as notes: a worker that failed at the same moment, of the same
+cause, does not hide it. Ctrl-C (``KeyboardInterrupt``) mid-step stops the workers too
+before it propagates. Whatever the failure, the runner is closed for good: every later
+``run`` raises ``RuntimeError`` with the same explanation.
 
 Clean-up: ``close()`` (also ``LLM.close()``, ``with LLM(...)``, and at interpreter exit)
 drops its CUDA graphs, sends STOP, waits a little, kills what remains, leaves the group
@@ -34,8 +39,11 @@ drops its CUDA graphs, sends STOP, waits a little, kills what remains, leaves th
 import dataclasses
 import os
 import pickle
+import time
+import traceback
 import weakref
 from multiprocessing.connection import wait
+from typing import NoReturn
 
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -53,6 +61,13 @@ from nanovllm.engine.tp_watchdog import POLL_S, Watchdog, exit_status
 from nanovllm.engine.tp_worker import STOP, worker_main
 
 STOP_GRACE_S = 5.0  # how long close() lets workers finish before killing them
+EXIT_WAIT_S = 5.0  # how long a failed driver waits for the worker that failed to exit
+REPORT_WAIT_S = 1.0  # how long a driver that failed by itself waits for workers' reports
+DISTRIBUTED_DIR = os.path.dirname(dist.__file__) + os.sep
+
+
+class WorkerFailed(RuntimeError):
+    """The driver learnt that a worker failed: the cause is the worker's, not the driver's."""
 
 
 def stop_workers(watchdog: Watchdog, processes: dict, conns: dict) -> None:
@@ -63,14 +78,21 @@ def stop_workers(watchdog: Watchdog, processes: dict, conns: dict) -> None:
             conn.send_bytes(STOP)
         except OSError:  # that worker is gone already
             pass
+    join_all(processes, STOP_GRACE_S)
     for process in processes.values():
-        process.join(STOP_GRACE_S)
         if process.is_alive():
             process.kill()
-            process.join()
+    join_all(processes, STOP_GRACE_S)
     for conn in conns.values():
         conn.close()
     leave_group()
+
+
+def join_all(processes: dict, within_s: float) -> None:
+    """Wait until every process has exited, or ``within_s`` has passed, whichever is first."""
+    deadline = time.monotonic() + within_s
+    for process in processes.values():
+        process.join(max(0.0, deadline - time.monotonic()))
 
 
 class TensorParallelRunner(ModelRunner):
@@ -109,19 +131,23 @@ class TensorParallelRunner(ModelRunner):
             super().__init__(config, model_config, folder, rank=0)
             for rank in self.conns:
                 self.await_ready(rank)
+            if not self.watchdog.done():
+                raise WorkerFailed("a tensor-parallel worker failed during start-up")
         except BaseException as error:
             self.fail(error)
-        self.watchdog.done()
 
     def await_ready(self, rank: int) -> None:
         conn = self.conns[rank]
         while not conn.poll(POLL_S):
             if self.watchdog.cause is not None:
-                raise RuntimeError(f"worker rank {rank} did not start")
-        reply = conn.recv()
+                raise WorkerFailed(f"worker rank {rank} did not start")
+        try:
+            reply = conn.recv()
+        except (EOFError, OSError):  # it exited without a word
+            raise WorkerFailed(f"worker rank {rank} did not start") from None
         if reply[0] == "error":
-            self.reports.append(f"--- rank {rank} reported ---\n{reply[1].rstrip()}")
-            raise RuntimeError(f"worker rank {rank} failed to start")
+            self.reports.append(report(rank, reply[1]))
+            raise WorkerFailed(f"worker rank {rank} failed to start")
 
     def close(self) -> None:
         """Stop the workers and leave the group; safe to call more than once."""
@@ -142,34 +168,54 @@ class TensorParallelRunner(ModelRunner):
         self.watchdog.expect("a step", self.config.tp_timeout_s)
         try:
             if self.watchdog.cause is not None:  # a worker died since the last step
-                raise RuntimeError("a tensor-parallel worker failed")
-            for conn in self.conns.values():
-                conn.send_bytes(message)
+                raise WorkerFailed("a tensor-parallel worker failed")
+            for rank, conn in self.conns.items():
+                try:
+                    conn.send_bytes(message)
+                except OSError:  # its end of the pipe is closed: it has exited
+                    raise WorkerFailed(f"worker rank {rank} is gone") from None
             token_ids = super().run_arrays(arrays, sampling)
-            if self.watchdog.cause is not None:  # tripped while our part was finishing
-                raise RuntimeError("a tensor-parallel worker failed")
+            if not self.watchdog.done():  # tripped while our part was finishing
+                raise WorkerFailed("a tensor-parallel worker failed")
         except BaseException as error:
             self.fail(error)
-        finally:
-            self.watchdog.done()
         return token_ids
 
-    def fail(self, error: BaseException) -> None:
-        """Stop everything, then raise: the cause when a worker failed, else ``error`` itself."""
-        self.read_reports()  # a failing worker reports before it exits
-        cause = self.watchdog.cause
-        if cause is None and not isinstance(error, KeyboardInterrupt):
-            # The watchdog may be a moment behind; a worker that reported is about to exit.
-            cause = self.dead_workers(wait_s=5.0 if self.reports else 1.0)
-        for process in self.processes.values():
-            process.kill()  # mid-step, they cannot stop politely
-        if cause is None:  # the driver's own error (or Ctrl-C): pass it on as it is
-            self.failure = f"the engine stopped after {type(error).__name__}: {error}"
+    # What follows is supervision: deciding whose failure it was and saying so.
+
+    def fail(self, error: BaseException) -> NoReturn:
+        """Stop everything, then raise: ``error`` itself if the driver failed by itself (or
+        Ctrl-C), else a ``RuntimeError`` that names the worker and carries its report."""
+        if isinstance(error, KeyboardInterrupt):
+            self.failure = "the engine stopped after KeyboardInterrupt"
+            self.kill_workers()
             self.close()
             raise error
-        self.failure = "\n".join([f"tensor parallelism failed: {cause}", *self.reports])
+        by_a_peer = caused_by_a_peer(error, tripped=self.watchdog.cause is not None)
+        # The watchdog may be a moment behind: a worker that failed is about to exit.
+        cause = self.watchdog.cause or self.dead_workers(
+            EXIT_WAIT_S if by_a_peer else REPORT_WAIT_S)
+        self.kill_workers()
+        self.read_reports()  # after they have exited: everything they sent is in the pipes
+        if by_a_peer:
+            self.failure = "\n".join([f"tensor parallelism failed: {cause or error}",
+                                      *self.reports])
+            self.close()
+            raise RuntimeError(self.failure) from error
+        workers = [f"meanwhile {cause}"] if cause else []
+        for note in [*workers, *self.reports]:
+            error.add_note(note)
+        self.failure = "\n".join([f"the engine stopped after {type(error).__name__}: {error}",
+                                  *workers, *self.reports])
         self.close()
-        raise RuntimeError(self.failure) from error
+        raise error
+
+    def kill_workers(self) -> None:
+        """End every worker now (mid-step they cannot stop politely) and wait until they have."""
+        self.watchdog.stop()  # what it would see from here on is our doing
+        for process in self.processes.values():
+            process.kill()
+        join_all(self.processes, STOP_GRACE_S)
 
     def dead_workers(self, wait_s: float) -> str | None:
         """Which workers have exited, waiting up to ``wait_s`` for the first one to."""
@@ -185,6 +231,25 @@ class TensorParallelRunner(ModelRunner):
                 while conn.poll(0):
                     reply = conn.recv()
                     if reply[0] == "error":
-                        self.reports.append(f"--- rank {rank} reported ---\n{reply[1].rstrip()}")
-            except (EOFError, OSError):
+                        self.reports.append(report(rank, reply[1]))
+            except (EOFError, OSError, pickle.UnpicklingError):  # the end, or a cut-off message
                 pass
+
+
+def report(rank: int, text: str) -> str:
+    return f"--- rank {rank} reported ---\n{text.rstrip()}"
+
+
+def caused_by_a_peer(error: BaseException, tripped: bool) -> bool:
+    """Whether the driver's ``error`` only echoes another rank's failure.
+
+    That is so when the driver saw a worker fail (``WorkerFailed``), when the error came
+    out of ``torch.distributed`` (a collective whose peer died or was aborted), or when it
+    is a ``RuntimeError`` raised after the watchdog had killed the workers and aborted the
+    group (pending GPU work may then fail outside torch.distributed). Anything else, a
+    bad checkpoint's ``ValueError`` say, is the driver's own failure.
+    """
+    if isinstance(error, WorkerFailed) or (tripped and isinstance(error, RuntimeError)):
+        return True
+    return any(frame.f_code.co_filename.startswith(DISTRIBUTED_DIR)
+               for frame, _ in traceback.walk_tb(error.__traceback__))

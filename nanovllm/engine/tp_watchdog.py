@@ -12,6 +12,12 @@ group. Killing the peers makes the driver's pending collective fail straight awa
 the tensor-parallel runner turns that failure into an error that names the cause.
 Before killing hung workers it has every process print its Python stacks to stderr
 (``faulthandler``; workers on SIGUSR1), so the log shows where each one was stuck.
+
+The driver and the watchdog's thread share the deadline and the cause, so one lock
+orders them: the watchdog decides to trip and writes the cause under it, and ``done``
+clears the deadline under it and says whether a trip came first. A step whose ``done``
+returns True can no longer be tripped by its own deadline, and one whose ``done``
+returns False is treated as failed, never half-finished.
 """
 
 import faulthandler
@@ -52,52 +58,79 @@ class Watchdog(threading.Thread):
     def __init__(self, processes: dict):
         super().__init__(daemon=True, name="nanovllm-tp-watchdog")
         self.processes = processes  # rank -> multiprocessing.Process
+        self.lock = threading.Lock()  # orders the driver's expect/done/stop and the trip
         self.deadline: float | None = None
-        self.activity = ""
+        self.activity, self.timeout_s = "", 0.0
         self.cause: str | None = None  # set once, when it trips
-        self.stopping = threading.Event()
+        self.stopped = False
 
     def expect(self, activity: str, within_s: float) -> None:
         """The driver starts ``activity``; trip if it has not called ``done`` by then."""
-        self.activity, self.timeout_s = activity, within_s
-        self.deadline = time.monotonic() + within_s
+        with self.lock:
+            self.activity, self.timeout_s = activity, within_s
+            self.deadline = time.monotonic() + within_s
 
-    def done(self) -> None:
-        self.deadline = None
+    def done(self) -> bool:
+        """The driver finished the activity: True if the watchdog had not tripped by then."""
+        with self.lock:
+            self.deadline = None
+            return self.cause is None
 
     def stop(self) -> None:
         """Stop watching (the driver is shutting the workers down on purpose)."""
-        self.stopping.set()
+        with self.lock:
+            self.stopped = True
 
     def run(self) -> None:
         by_sentinel = {p.sentinel: rank for rank, p in self.processes.items()}
-        while not self.stopping.is_set():
+        while True:
             exited = wait(list(by_sentinel), timeout=POLL_S)
-            if self.stopping.is_set():
-                return
             if exited:
                 dead = sorted(by_sentinel[s] for s in exited)
-                self.trip("; ".join(f"tensor-parallel worker rank {rank} "
-                                    f"{exit_status(self.processes[rank])}" for rank in dead))
-            elif self.deadline is not None and time.monotonic() > self.deadline:
-                states = ", ".join(f"rank {rank}: {run_state(p.pid)}"
-                                   for rank, p in self.processes.items())
+                if self.claim("; ".join(f"tensor-parallel worker rank {rank} "
+                                        f"{exit_status(self.processes[rank])}" for rank in dead)):
+                    self.trip()
+                return  # a worker is gone: tripped, or the driver is stopping them anyway
+            if self.claim_overdue():
                 self.dump_stacks()
-                self.trip(f"{self.activity} did not finish within {self.timeout_s:g} s "
+                self.trip()
+            with self.lock:
+                if self.stopped or self.cause is not None:
+                    return
+
+    def claim(self, cause: str) -> bool:
+        """Write down ``cause`` unless stopped or tripped already; True if it was written."""
+        with self.lock:
+            if self.stopped or self.cause is not None:
+                return False
+            self.cause = cause
+            return True
+
+    def claim_overdue(self) -> bool:
+        """Write down a missed deadline as the cause, deciding on the deadline as it is now."""
+        with self.lock:
+            if (self.stopped or self.cause is not None or self.deadline is None
+                    or time.monotonic() <= self.deadline):
+                return False
+            states = ", ".join(f"rank {rank}: {run_state(p.pid)}"
+                               for rank, p in self.processes.items())
+            self.cause = (f"{self.activity} did not finish within {self.timeout_s:g} s "
                           f"(see tp_timeout_s); a worker is hung or far too slow "
                           f"(worker states {states}; T means stopped)")
-            if self.cause is not None:
-                return
+            return True
 
     def dump_stacks(self) -> None:
         faulthandler.dump_traceback(all_threads=True)  # the driver's own threads
         for process in self.processes.values():
             if process.is_alive():
-                os.kill(process.pid, signal.SIGUSR1)
+                try:
+                    os.kill(process.pid, signal.SIGUSR1)
+                except ProcessLookupError:  # it exited a moment ago
+                    pass
         time.sleep(STACK_DUMP_S)
 
-    def trip(self, cause: str) -> None:
-        self.cause = cause
+    def trip(self) -> None:
+        """Kill every worker and abort the group, so the driver's pending collective ends."""
         for process in self.processes.values():
             if process.is_alive():
                 process.kill()

@@ -31,6 +31,10 @@ from nanovllm.engine.model_runner import ModelRunner
 from nanovllm.engine.parallel import STARTUP_STEPS, join_group, leave_group
 
 STOP = pickle.dumps(None)
+# A report must fit in the pipe's buffer: a longer one would block this worker in send()
+# until the driver reads, and the driver reads reports once workers have exited.
+REPORT_CHARS = 16_000
+LINE_CHARS = 1_000
 
 
 def worker_main(rank: int, config, model_config, folder, port: int, conn) -> None:
@@ -57,9 +61,18 @@ def worker_main(rank: int, config, model_config, folder, port: int, conn) -> Non
             runner.run_arrays(arrays, sampling=None)
     except Exception:
         try:
-            conn.send(("error", traceback.format_exc()))
+            conn.send(("error", shortened(traceback.format_exc())))
         except OSError:
             pass
         os._exit(1)  # at once, no clean-up: the driver learns of the failure when we end
     runner.graphs = None  # STOP: the CUDA graphs hold NCCL collectives; drop them first
     leave_group()
+
+
+def shortened(report: str) -> str:
+    """``report`` cut to fit the pipe: each line (a huge exception message, say) to its
+    start, then the whole to its end, which holds the exception."""
+    lines = [line if len(line) <= LINE_CHARS
+             else f"{line[:LINE_CHARS]} [{len(line) - LINE_CHARS} more characters]"
+             for line in report.splitlines()]
+    return "\n".join(lines)[-REPORT_CHARS:]

@@ -7,24 +7,45 @@
 * The engine: ``LLM(tensor_parallel_size=N)`` decodes the same greedy tokens as N=1.
 * Failures: a killed worker, or a stopped (hung) one, makes generation fail with an
   error naming the rank and the cause; Ctrl-C stops the workers; no process is left.
+  The runner keeps failing with that error until closed, and a new engine then works.
+  A driver that fails by itself raises its own error, whatever the workers did; a
+  worker that fails to start is named, with its traceback.
+* Agreement: the watchdog never trips a step the driver has finished, and the ranks
+  keep CUDA graphs only if every rank captured them (checked over gloo with a capture
+  that fails on one rank, since real capture needs GPUs).
 """
 
 import json
+import operator
 import os
 import pickle
+import re
 import signal
 import subprocess
 import sys
 import textwrap
+import time
+import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
+import torch.distributed as dist
 import torch.multiprocessing as mp
+from safetensors.torch import load_file, save_file
 
 from nanovllm.config import Config
+from nanovllm.engine import tp_runner
+from nanovllm.engine.model_inputs import model_input_arrays
 from nanovllm.engine.model_runner import ModelRunner
-from nanovllm.engine.parallel import free_port, join_group, leave_group
+from nanovllm.engine.parallel import (
+    capture_on_every_rank_or_none,
+    free_port,
+    join_group,
+    leave_group,
+)
+from nanovllm.engine.tp_watchdog import Watchdog
 from nanovllm.layers.linear import QKVParallelLinear, building_shard
 from nanovllm.llm import LLM
 from nanovllm.models.model_config import ModelConfig
@@ -163,6 +184,186 @@ def test_a_worker_error_comes_back_with_its_traceback():
     with pytest.raises(RuntimeError, match=r"(?s)worker rank 1 exited with code 1\n"
                                            r"--- rank 1 reported ---\nTraceback.*AttributeError"):
         llm.generate(PROMPTS, GREEDY, use_tqdm=False)
+    assert_gone(pids)
+
+
+def one_prefill(block_size: int):
+    """A step's input arrays: one 40-token prompt chunk, nothing sampled."""
+    seq = SimpleNamespace(token_ids=PROMPTS[4], num_computed_tokens=0,
+                          block_table=list(range(-(-40 // block_size))))
+    batch = SimpleNamespace(seqs=[seq], num_new_tokens=[40], is_prefill=[True],
+                            do_sample=[False])
+    return model_input_arrays(batch, block_size, keep_block_tables=False)
+
+
+def test_after_a_killed_worker_every_step_fails_and_a_new_llm_works():
+    folder = str(tiny_checkpoint("qwen3"))
+    settings = dict(device="cpu", dtype="float32", num_kvcache_blocks=64, max_num_seqs=4,
+                    tensor_parallel_size=2, tp_timeout_s=5)
+    llm = LLM(folder, **settings)
+    expected = [o.token_ids for o in llm.generate(PROMPTS, GREEDY, use_tqdm=False)]
+    runner, pids = llm.engine.model_runner, worker_pids(llm)
+    os.kill(pids[0], signal.SIGKILL)
+    message = "tensor parallelism failed: tensor-parallel worker rank 1 was killed by SIGKILL"
+    start = time.monotonic()
+    with pytest.raises(RuntimeError) as failed:
+        runner.run_arrays(one_prefill(runner.block_size), None)
+    assert time.monotonic() - start < 5  # within tp_timeout_s
+    assert str(failed.value) == message
+    for step in (lambda: runner.run_arrays(one_prefill(runner.block_size), None),
+                 lambda: runner.run(None)):  # refused before the batch is looked at
+        with pytest.raises(RuntimeError) as again:
+            step()
+        assert str(again.value) == f"{message}; this LLM cannot run any more, make a new one"
+    start = time.monotonic()
+    llm.close()
+    assert time.monotonic() - start < 2
+    assert_gone(pids)
+    assert not dist.is_initialized()
+    with LLM(folder, **settings) as fresh:
+        assert [o.token_ids for o in fresh.generate(PROMPTS, GREEDY, use_tqdm=False)] == expected
+
+
+def without_tensor(folder: Path, name: str, into: Path) -> Path:
+    """A copy of the checkpoint ``folder`` lacking the tensor ``name``."""
+    into.mkdir()
+    for path in folder.iterdir():
+        if path.suffix == ".safetensors":
+            tensors = load_file(path)
+            tensors.pop(name, None)
+            save_file(tensors, into / path.name)
+        else:
+            (into / path.name).write_bytes(path.read_bytes())
+    return into
+
+
+def test_the_drivers_own_load_failure_is_the_error_even_when_workers_fail_too(tmp_path):
+    """Every rank fails to load the same bad checkpoint; the driver's error comes out."""
+    folder = without_tensor(tiny_checkpoint("qwen3"), "model.norm.weight", tmp_path / "bad")
+    before = child_pids()
+    with pytest.raises(ValueError) as failed:
+        LLM(str(folder), device="cpu", dtype="float32", num_kvcache_blocks=64,
+            tensor_parallel_size=2)
+    assert str(failed.value) == (f"{folder}: the checkpoint lacks 1 expected tensor(s), "
+                                 f"e.g. ['model.norm.weight']")
+    # What rank 1 did is attached, when it got that far within the wait: the same failure.
+    notes = getattr(failed.value, "__notes__", [])
+    assert notes[:-1] in ([], ["meanwhile tensor-parallel worker rank 1 exited with code 1"])
+    if notes:
+        assert notes[-1].startswith("--- rank 1 reported ---\nTraceback")
+        assert notes[-1].endswith(f"ValueError: {failed.value}")
+    assert not mp.active_children() and child_pids() <= before
+    assert not dist.is_initialized()
+
+
+def worker_with_a_missing_folder(rank, config, model_config, folder, port, conn):
+    """tp_worker.worker_main, given a model folder that does not exist (rank 1 only)."""
+    tp_runner.worker_main(rank, config, model_config, Path(folder) / "missing", port, conn)
+
+
+def test_a_worker_that_fails_to_start_is_named_with_its_traceback(monkeypatch):
+    folder = tiny_checkpoint("qwen3")
+    monkeypatch.setattr(tp_runner, "worker_main", worker_with_a_missing_folder)
+    with pytest.raises(RuntimeError, match=(
+            r"(?s)^tensor parallelism failed: tensor-parallel worker rank 1 exited with code 1\n"
+            r"--- rank 1 reported ---\nTraceback \(most recent call last\):\n.*"
+            rf"FileNotFoundError: {re.escape(str(folder / 'missing'))}: model folder not found$")):
+        LLM(str(folder), device="cpu", dtype="float32", num_kvcache_blocks=64,
+            tensor_parallel_size=2)
+    assert not mp.active_children()
+    assert not dist.is_initialized()
+
+
+def test_the_watchdog_trips_a_step_only_before_the_driver_is_done_with_it():
+    watchdog = Watchdog({})  # its thread is not started: the test makes its checks itself
+    watchdog.expect("a step", 0.01)
+    assert watchdog.done() is True
+    time.sleep(0.02)  # a deadline read before done() must not trip the finished step
+    assert watchdog.claim_overdue() is False and watchdog.cause is None
+    watchdog.expect("a step", 0.01)
+    assert watchdog.claim_overdue() is False  # not due yet
+    time.sleep(0.02)
+    assert watchdog.claim_overdue() is True
+    assert watchdog.cause == ("a step did not finish within 0.01 s (see tp_timeout_s); a worker "
+                              "is hung or far too slow (worker states ; T means stopped)")
+    assert watchdog.done() is False  # the driver must treat the step as failed
+    assert watchdog.claim("a worker exited") is False  # the first cause stays
+
+
+def test_a_stopped_watchdog_trips_no_more():
+    watchdog = Watchdog({})
+    watchdog.expect("a step", 0.01)
+    watchdog.stop()
+    time.sleep(0.02)
+    assert watchdog.claim_overdue() is False and watchdog.claim("a worker exited") is False
+    assert watchdog.cause is None
+
+
+def capture_on_rank(rank, size, port, results):
+    """Both agreement cases on one rank (runs in a spawned process)."""
+    join_group(rank, size, port, torch.device("cpu"), timeout_s=120)
+    try:
+        outcomes = []
+        for failing_rank in (None, 1):
+            def capture(failing_rank=failing_rank):
+                if rank == failing_rank:
+                    raise RuntimeError("no graphs on this rank")
+                return f"rank {rank}'s graphs"
+
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                graphs = capture_on_every_rank_or_none(capture, torch.device("cpu"), size)
+            outcomes.append((graphs, [str(w.message) for w in caught]))
+        results.put((rank, outcomes))
+    finally:
+        leave_group()
+
+
+def test_ranks_keep_cuda_graphs_only_if_every_rank_captured_them():
+    spawn, port = mp.get_context("spawn"), free_port()
+    results = spawn.Queue()
+    ranks = [spawn.Process(target=capture_on_rank, args=(rank, 2, port, results))
+             for rank in range(2)]
+    for process in ranks:
+        process.start()
+    by_rank = dict(results.get(timeout=120) for _ in ranks)
+    for process in ranks:
+        process.join()
+    assert by_rank == {
+        0: [("rank 0's graphs", []),
+            (None, ["CUDA graph capture failed on another tensor-parallel rank; every rank "
+                    "runs eagerly"])],
+        1: [("rank 1's graphs", []),
+            (None, ["CUDA graph capture failed, running eagerly: no graphs on this rank"])],
+    }
+
+
+class FailsToUnpickle:
+    """Unpickles as ``{}[key]``: a KeyError whose message is the whole (long) key."""
+
+    def __init__(self, key: str):
+        self.key = key
+
+    def __reduce__(self):
+        return operator.getitem, ({}, self.key)
+
+
+def test_a_long_worker_traceback_still_comes_back():
+    """A report longer than the pipe's buffer would block its worker; its end comes back."""
+    llm = LLM(str(tiny_checkpoint("qwen3")), device="cpu", dtype="float32",
+              num_kvcache_blocks=64, tensor_parallel_size=2, tp_timeout_s=5)
+    runner, pids = llm.engine.model_runner, worker_pids(llm)
+    runner.conns[1].send_bytes(pickle.dumps(FailsToUnpickle("k" * 1_000_000)))
+    with pytest.raises(RuntimeError) as failed:
+        runner.run_arrays(one_prefill(runner.block_size), None)
+    headline, *reported = str(failed.value).split("\n", 1)
+    assert headline == ("tensor parallelism failed: tensor-parallel worker rank 1 exited "
+                        "with code 1")
+    reported = "".join(reported)
+    assert reported.startswith("--- rank 1 reported ---\n")
+    # the line "KeyError: 'kkk...k'" (1,000,012 characters), cut to its first 1,000
+    assert reported.endswith("\nKeyError: '" + "k" * 989 + " [999012 more characters]")
+    assert len(reported) <= len("--- rank 1 reported ---\n") + 16_000
     assert_gone(pids)
 
 
