@@ -128,9 +128,7 @@ def measure(folder: str, size: int, reference: list | None, num_requests: int,
         llm.generate([prompts[0][:128]], one, use_tqdm=False)
         record["single_request_ms_per_token"] = round(
             (time.perf_counter() - started) / 256 * 1000, 3)
-        runner = llm.engine.model_runner
-        record["last_step_message_bytes"] = getattr(runner, "last_step_bytes", 0)
-    del llm, runner
+    del llm
     free_memory()
     return record
 

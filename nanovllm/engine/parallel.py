@@ -12,7 +12,6 @@ it starts workers (children inherit them) and again in each process before NCCL 
 
 import os
 import socket
-import threading
 import warnings
 from collections.abc import Callable
 from datetime import timedelta
@@ -30,8 +29,6 @@ NO_MULTICAST = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1"
 # Start-up loads the weights and, on GPUs, compiles kernels and captures CUDA graphs:
 # it may take this many times Config.tp_timeout_s, the limit for one step.
 STARTUP_STEPS = 10
-# NCCL's teardown gets this long; then it is left to the process's exit (see leave_group).
-LEAVE_TIMEOUT_S = 10.0
 
 
 def check_tensor_parallel_size(model_config: ModelConfig, size: int, device: torch.device) -> None:
@@ -65,7 +62,7 @@ def join_group(rank: int, size: int, port: int, device: torch.device,
 
     The rendezvous and every collective fail after ``timeout_s`` rather than wait for
     ever on a peer that never answers. That is only the backstop: within a step the
-    driver's watchdog (``tp_watchdog.py``) acts much sooner.
+    driver's watchdog (``tp_supervisor.py``) acts much sooner.
     """
     os.environ.update(NO_MULTICAST)
     if device.type == "cuda":
@@ -103,47 +100,3 @@ def capture_on_every_rank_or_none(capture: Callable[[], T], device: torch.device
                           "rank runs eagerly", stacklevel=3)
         graphs = None
     return graphs
-
-
-def abort_group() -> None:
-    """Cut the group's connections now, from any thread, so a blocked collective returns.
-
-    NCCL kernels would otherwise spin for ever on a peer that is gone; gloo fails by
-    itself once the peer's sockets close, so there is nothing to abort.
-    """
-    if dist.is_initialized() and dist.get_backend() == "nccl":
-        try:
-            dist.distributed_c10d._abort_process_group()
-        except (RuntimeError, ValueError):  # another thread aborted it a moment ago
-            pass
-
-
-def leave_group(timeout_s: float = LEAVE_TIMEOUT_S) -> bool:
-    """Leave the group, without waiting for the other ranks; False if NCCL's teardown hung.
-
-    NCCL's orderly shutdown (``destroy_process_group``) waits until every rank shuts
-    down too, so a rank that has exited, or has not got there yet, holds it for ever;
-    aborting frees the same resources without asking anyone. Even the abort was seen
-    to block on H100s, once CUDA graphs had captured NCCL collectives (PyTorch reports
-    the same of destroy_process_group, pytorch/pytorch#115388), so it runs in a thread
-    and gets ``timeout_s``: past that, close() returns anyway, with a warning, and the
-    group's resources go when the process exits. gloo's shutdown is local.
-    """
-    if not dist.is_initialized():
-        return True
-    if dist.get_backend() == "nccl":
-        aborting = threading.Thread(target=abort_group, name="nanovllm-nccl-abort", daemon=True)
-        aborting.start()
-        aborting.join(timeout_s)
-        if aborting.is_alive():
-            warnings.warn(f"NCCL's teardown did not return within {timeout_s:g} s; the "
-                          "process group is left to this process's exit, so no other "
-                          "tensor-parallel LLM can start in this process", RuntimeWarning,
-                          stacklevel=2)
-            return False
-        return True
-    try:
-        dist.destroy_process_group()
-    except (RuntimeError, ValueError):
-        pass
-    return True

@@ -8,8 +8,7 @@ has nothing to send back: its share of the answer travels through the collective
 
 The control channel is one pipe per worker:
 
-* driver -> worker: each step's input arrays (``model_inputs.InputArrays``), pickled
-  (see ``tp_runner.py`` for their size); ``STOP`` to finish;
+* driver -> worker: each step's input arrays, pickled; ``STOP`` to finish;
 * worker -> driver: ``("ready",)`` once, or ``("error", traceback)`` just before it exits
   because something failed.
 
@@ -28,13 +27,10 @@ import traceback
 import torch
 
 from nanovllm.engine.model_runner import ModelRunner
-from nanovllm.engine.parallel import STARTUP_STEPS, join_group, leave_group
+from nanovllm.engine.parallel import STARTUP_STEPS, join_group
+from nanovllm.engine.tp_supervisor import leave_group, shortened
 
 STOP = pickle.dumps(None)
-# A report must fit in the pipe's buffer: a longer one would block this worker in send()
-# until the driver reads, and the driver reads reports once workers have exited.
-REPORT_CHARS = 16_000
-LINE_CHARS = 1_000
 
 
 def worker_main(rank: int, config, model_config, folder, port: int, conn) -> None:
@@ -67,12 +63,3 @@ def worker_main(rank: int, config, model_config, folder, port: int, conn) -> Non
         os._exit(1)  # at once, no clean-up: the driver learns of the failure when we end
     runner.graphs = None  # STOP: the CUDA graphs hold NCCL collectives; drop them first
     leave_group()
-
-
-def shortened(report: str) -> str:
-    """``report`` cut to fit the pipe: each line (a huge exception message, say) to its
-    start, then the whole to its end, which holds the exception."""
-    lines = [line if len(line) <= LINE_CHARS
-             else f"{line[:LINE_CHARS]} [{len(line) - LINE_CHARS} more characters]"
-             for line in report.splitlines()]
-    return "\n".join(lines)[-REPORT_CHARS:]

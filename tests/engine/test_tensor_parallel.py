@@ -39,13 +39,8 @@ from nanovllm.config import Config
 from nanovllm.engine import tp_runner
 from nanovllm.engine.model_inputs import model_input_arrays
 from nanovllm.engine.model_runner import ModelRunner
-from nanovllm.engine.parallel import (
-    capture_on_every_rank_or_none,
-    free_port,
-    join_group,
-    leave_group,
-)
-from nanovllm.engine.tp_watchdog import Watchdog
+from nanovllm.engine.parallel import capture_on_every_rank_or_none, free_port, join_group
+from nanovllm.engine.tp_supervisor import Watchdog, leave_group
 from nanovllm.layers.linear import QKVParallelLinear, building_shard
 from nanovllm.llm import LLM
 from nanovllm.models.model_config import ModelConfig
@@ -416,19 +411,19 @@ def test_a_hung_nccl_teardown_is_given_up_after_its_timeout(monkeypatch):
     import threading
     import time
 
-    from nanovllm.engine import parallel
+    from nanovllm.engine import tp_supervisor
 
     never = threading.Event()
-    monkeypatch.setattr(parallel.dist, "is_initialized", lambda: True)
-    monkeypatch.setattr(parallel.dist, "get_backend", lambda: "nccl")
-    monkeypatch.setattr(parallel, "abort_group", never.wait)  # blocks until released
+    monkeypatch.setattr(tp_supervisor.dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(tp_supervisor.dist, "get_backend", lambda: "nccl")
+    monkeypatch.setattr(tp_supervisor, "abort_group", never.wait)  # blocks until released
     start = time.monotonic()
     with pytest.warns(RuntimeWarning, match="did not return within 0.3 s"):
-        assert parallel.leave_group(timeout_s=0.3) is False
+        assert tp_supervisor.leave_group(timeout_s=0.3) is False
     assert 0.3 <= time.monotonic() - start < 2.0
     never.set()  # let the thread end
-    monkeypatch.setattr(parallel, "abort_group", lambda: None)
-    assert parallel.leave_group(timeout_s=0.3) is True
+    monkeypatch.setattr(tp_supervisor, "abort_group", lambda: None)
+    assert tp_supervisor.leave_group(timeout_s=0.3) is True
 
 
 def test_sizes_the_model_cannot_split_are_refused():
