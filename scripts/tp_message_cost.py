@@ -5,11 +5,11 @@ blocks), is turned into the message the driver sends each worker, and back, and 
 worker's model inputs. Two protocols:
 
 * ``arrays`` (the engine since commit 712e199): the driver builds the step's input arrays
-  once (``model_input_arrays``) and pickles them; the worker unpickles them, that is all;
+  once (``FastInputs.prepare``) and pickles them; the worker unpickles them, that is all;
 * ``batch`` (before it): the driver pickled the scheduler's batch of ``Sequence`` objects
   (their token lists left out, ``Sequence.__getstate__`` of those commits); the worker
-  unpickled it and built its inputs without cached block tables. Run it with a checkout of
-  an older commit first on ``PYTHONPATH``.
+  unpickled it and built its inputs without cached block tables. The figures of record
+  came from a checkout of such a commit; with this one the token lists travel too.
 
 Prints one JSON object: the message size and the mean milliseconds of each part.
 
@@ -23,7 +23,7 @@ import sys
 import time
 
 from nanovllm.bench.record import engine_commit
-from nanovllm.engine.model_inputs import model_input_arrays
+from nanovllm.engine.fast_inputs import FastInputs
 from nanovllm.engine.scheduler import ScheduledBatch
 from nanovllm.engine.sequence import Sequence
 
@@ -59,9 +59,10 @@ def mean_ms(function) -> float:
 def main(protocol: str) -> dict:
     batch = decode_batch()
     if protocol == "arrays":
-        arrays = model_input_arrays(batch, 16)
+        inputs = FastInputs(16)
+        arrays = inputs.prepare(batch)
         message = pickle.dumps(arrays, protocol=pickle.HIGHEST_PROTOCOL)
-        parts = {"driver: build arrays": mean_ms(lambda: model_input_arrays(batch, 16)),
+        parts = {"driver: build arrays": mean_ms(lambda: inputs.prepare(batch)),
                  "driver: pickle": mean_ms(lambda: pickle.dumps(arrays, protocol=5)),
                  "worker: unpickle": mean_ms(lambda: pickle.loads(message))}
     elif protocol == "batch":
@@ -70,7 +71,7 @@ def main(protocol: str) -> dict:
         parts = {"driver: pickle": mean_ms(lambda: pickle.dumps(batch, protocol=5)),
                  "worker: unpickle": mean_ms(lambda: pickle.loads(message)),
                  "worker: build inputs": mean_ms(
-                     lambda: model_input_arrays(copy, 16, keep_block_tables=False))}
+                     lambda: FastInputs(16).prepare(copy))}
     else:
         raise SystemExit(f"protocol must be 'arrays' or 'batch', not {protocol!r}")
     return {"protocol": protocol, "sequences": SEQS, "context_tokens": CONTEXT,

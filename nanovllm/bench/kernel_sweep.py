@@ -23,7 +23,7 @@ import contextlib
 import torch
 
 from nanovllm.kernels import decode_attention, prefill_attention
-from nanovllm.layers.attention import AttentionMetadata, paged_attention
+from nanovllm.layers.attention import StepInputs, paged_attention
 
 TILES = [  # the first is the default (decode_attention.DECODE_TILE)
     {"BLOCK_N": 64, "num_warps": 4, "num_stages": 3},
@@ -46,7 +46,7 @@ def decode_tile(tile: dict):
 
 def plain(query, k_cache, v_cache, cu, context, tables, scale, max_query_len):
     """The plain torch attention (layers/attention.py) the kernels are checked against."""
-    meta = AttentionMetadata(None, cu, context, tables, max_query_len, max_query_len == 1)
+    meta = StepInputs(None, None, None, cu, context, tables, None, max_query_len)
     return paged_attention(query, k_cache, v_cache, meta, scale)
 
 

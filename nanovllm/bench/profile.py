@@ -125,7 +125,8 @@ class PhaseClock:
         """Wrap ``owner.name`` in a clock. ``shadow``: an instance attribute hides the class's
         method (undone by deleting it); else the attribute itself is replaced and restored."""
         original = getattr(owner, name)
-        self.undo.append((owner, name, None if shadow else original))
+        stored = vars(owner)[name] if isinstance(owner, type) else original  # a classmethod
+        self.undo.append((owner, name, None if shadow else stored))
         setattr(owner, name, self.timed(label, original))
 
     def __enter__(self):
@@ -134,11 +135,15 @@ class PhaseClock:
         engine, runner = self.engine, self.engine.model_runner
         self.undo = []
         try:
-            self.patch(module, "model_input_arrays", "run: inputs", shadow=False)
+            if runner.fast is not None:
+                self.patch(runner.fast, "prepare", "run: inputs", shadow=True)
+            else:
+                self.patch(module, "prepare", "run: inputs", shadow=False)
             self.patch(engine.scheduler, "schedule", "schedule", shadow=True)
             self.patch(engine.scheduler, "postprocess", "postprocess", shadow=True)
             self.patch(runner, "run", "run", shadow=True)
-            self.patch(runner, "sampling_arrays", "run: sampling arrays", shadow=True)
+            self.patch(module.SamplingValues, "from_params", "run: sampling arrays",
+                       shadow=False)
             if runner.graphs is not None:
                 self.patch(runner.graphs, "replay", "run: graph launch", shadow=True)
         except BaseException:

@@ -12,26 +12,26 @@ context length 0; what they compute is discarded.
 Filling the buffers must be cheap too, or the host's share of the step comes back: the
 static inputs are views of *one* device buffer with a page-locked twin on the host
 (``StaticInputs``). The host writes the step's values into the twin with numpy and the
-whole of it travels in one copy, so a step costs two calls into torch: the copy and
-the replay.
+whole of it travels in one copy.
 
-A graph holds the whole step after the inputs are prepared: the model, the LM head
-and the sampler (whose random numbers come from per-row keys, an input like any
-other: see ``kernels/sample.py``). What comes back is the sampled token ids, and the
-logits for the rare step whose requests use top-k or top-p, which the runner then
-samples again outside the graph. Under tensor parallelism every rank captures the same
-graphs, with the same collectives in the same order; only rank 0's holds a sampler.
+Each size has two graphs: the model with its LM head, then the sampler (its random
+numbers come from per-row keys, an input like any other: see ``kernels/sample.py``). A
+step whose requests use top-k or top-p samples eagerly from the first graph's logits
+instead. Under tensor parallelism every rank captures the same forward graphs, with the
+same collectives in the same order, and every rank stops at the same size if one fails.
 
 Only decode-only batches use graphs: their shapes depend on the batch size alone.
 Prefill shapes vary with prompt lengths, and a prefill step is long enough on the GPU
 that launch overhead matters little.
 """
 
+from collections.abc import Callable
+from types import SimpleNamespace
+
 import numpy as np
 import torch
 
-from nanovllm.engine.model_inputs import InputArrays
-from nanovllm.layers.attention import AttentionMetadata
+from nanovllm.layers.attention import StepInputs
 from nanovllm.layers.sampler import SamplingValues
 
 
@@ -41,124 +41,143 @@ def captured_sizes(max_batch: int) -> list[int]:
 
 
 class StaticInputs:
-    """The graphs' inputs: views of one device buffer, filled from a pinned host twin.
+    """The graphs' inputs as named buffers: ``on_device.input_ids`` and the rest are views of
+    one device tensor, ``on_host.input_ids`` and the rest numpy views of one pinned twin.
+    Block tables come last, so a step copies only the rows its batch uses."""
 
-    Block tables come last, so a step copies only the rows its batch uses.
-    """
-
-    FIELDS = {"input_ids": np.int32, "positions": np.int32, "slot_mapping": np.int32,
+    LAYOUT = {"input_ids": np.int32, "positions": np.int32, "slot_mapping": np.int32,
               "context_lens": np.int32, "scales": np.float32, "keys": np.int64,
               "block_tables": np.int32}
     ALIGN = 64  # bytes
 
     def __init__(self, max_batch: int, max_blocks: int, device: torch.device):
-        shapes = dict.fromkeys(self.FIELDS, (max_batch,)) | {"block_tables": (max_batch,
+        shapes = dict.fromkeys(self.LAYOUT, (max_batch,)) | {"block_tables": (max_batch,
                                                                               max_blocks)}
-        self.offsets, total = {}, 0
-        for name, dtype in self.FIELDS.items():
-            self.offsets[name] = total
+        spans, total = {}, 0
+        for name, dtype in self.LAYOUT.items():
             nbytes = int(np.prod(shapes[name])) * np.dtype(dtype).itemsize
+            spans[name] = (total, total + nbytes)
             total += -(-nbytes // self.ALIGN) * self.ALIGN
-        self.row_bytes = max_blocks * np.dtype(np.int32).itemsize
         self.device_bytes = torch.zeros(total, dtype=torch.uint8, device=device)
         self.host_bytes = torch.zeros(total, dtype=torch.uint8, pin_memory=True)
-        self.on_device, self.on_host = {}, {}
-        for name, dtype in self.FIELDS.items():
-            start = self.offsets[name]
-            end = start + int(np.prod(shapes[name])) * np.dtype(dtype).itemsize
+        self.on_device, self.on_host = SimpleNamespace(), SimpleNamespace()
+        for name, dtype in self.LAYOUT.items():
+            start, end = spans[name]
             torch_dtype = torch.from_numpy(np.zeros(0, dtype)).dtype
-            self.on_device[name] = self.device_bytes[start:end].view(torch_dtype).view(
-                shapes[name])
-            self.on_host[name] = self.host_bytes[start:end].numpy().view(dtype).reshape(
-                shapes[name])
-        self.on_host["slot_mapping"][:] = -1  # a padding row stores nothing, even at capture
+            setattr(self.on_device, name, self.device_bytes[start:end].view(torch_dtype).view(
+                shapes[name]))
+            setattr(self.on_host, name, self.host_bytes[start:end].numpy().view(dtype).reshape(
+                shapes[name]))
+        self.tables_start, self.row_bytes = spans["block_tables"][0], max_blocks * 4
+        self.on_host.slot_mapping[:] = -1  # a padding row stores nothing, even at capture
         self.copied: torch.cuda.Event | None = None
         self.send(max_batch)
 
     def send(self, rows: int) -> None:
         """Copy the host twin to the device: every field, and block tables' first ``rows``."""
-        end = self.offsets["block_tables"] + rows * self.row_bytes
+        end = self.tables_start + rows * self.row_bytes
         self.device_bytes[:end].copy_(self.host_bytes[:end], non_blocking=True)
         self.copied = torch.cuda.Event()
         self.copied.record()
 
-    def host(self) -> dict[str, np.ndarray]:
-        """The host twin's fields, once the last copy from it is done (it is, in practice:
-        every step ends by reading its tokens back)."""
+    def host(self) -> SimpleNamespace:
+        """The host twin, once the last copy from it is done (it is, in practice: every step
+        ends by reading its tokens back)."""
         if self.copied is not None:
             self.copied.synchronize()
         return self.on_host
 
 
+def capture_all(sizes: list[int], capture_one: Callable[[int], None],
+                agree: Callable[[bool], bool]) -> None:
+    """``capture_one(size)`` for every size, largest first (the smaller ones then share its
+    memory). ``agree(ok)`` is True only if every rank's capture of that size succeeded, so
+    all ranks stop at the same size: one still capturing would wait in a collective for one
+    that gave up."""
+    for size in reversed(sizes):
+        try:
+            capture_one(size)
+            failure = None
+        except RuntimeError as error:  # an unusual driver or allocator setting
+            failure = error
+        if not agree(failure is None):
+            raise failure or RuntimeError(f"capture failed on another tensor-parallel rank "
+                                          f"at batch size {size}")
+
+
 class DecodeGraphs:
     def __init__(self, runner, max_batch: int):
         config, device = runner.config, runner.device
-        max_blocks = -(-config.max_model_len // config.block_size)
         self.model, self.sampler = runner.model, runner.sampler
         self.sizes = captured_sizes(max_batch)
-        self.static = StaticInputs(max_batch, max_blocks, device)
-        fields = self.static.on_device
-        self.input_ids, self.positions = fields["input_ids"], fields["positions"]
-        self.slot_mapping, self.context_lens = fields["slot_mapping"], fields["context_lens"]
-        self.block_tables = fields["block_tables"]
+        self.static = StaticInputs(max_batch, -(-config.max_model_len // config.block_size),
+                                   device)
         self.cu_seqlens_q = torch.arange(max_batch + 1, dtype=torch.int32, device=device)
-        # Sampling parameters of each row (a padding row samples too; its token is dropped).
-        self.scales, self.keys = fields["scales"], fields["keys"]
-        self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
-        self.outputs: dict[int, tuple] = {}  # size -> (tokens, logits), rewritten by each replay
+        self.pool = None  # the memory pool every graph shares
+        self.forward_graphs, self.sample_graphs = {}, {}
+        self.logits, self.tokens = {}, {}  # size -> output tensor, rewritten by each replay
 
-    def metadata(self, size: int) -> AttentionMetadata:
-        return AttentionMetadata(self.slot_mapping[:size], self.cu_seqlens_q[:size + 1],
-                                 self.context_lens[:size], self.block_tables[:size],
-                                 max_query_len=1, decode_only=True)
+    def inputs(self, size: int) -> StepInputs:
+        static = self.static.on_device
+        return StepInputs(static.input_ids[:size], static.positions[:size],
+                          static.slot_mapping[:size], self.cu_seqlens_q[:size + 1],
+                          static.context_lens[:size], static.block_tables[:size],
+                          sample_rows=None, max_query_len=1)
 
-    def run_step(self, size: int) -> tuple:
-        hidden = self.model(self.input_ids[:size], self.positions[:size], self.metadata(size))
-        logits = self.model.compute_logits(hidden)
-        if logits is None:  # a tensor-parallel worker: rank 0 samples
-            return None, None
-        sampling = SamplingValues(self.scales[:size], top_ks=None, top_ps=None,
-                                  keys=self.keys[:size], truncates=False)
-        return self.sampler(logits, sampling), logits
+    def record(self, function: Callable[[], torch.Tensor | None]) -> tuple:
+        """A warm-up call (it compiles the Triton kernels outside the capture), then the graph."""
+        function()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self.pool):
+            output = function()
+        self.pool = self.pool or graph.pool()
+        return graph, output
+
+    def capture_size(self, size: int) -> None:
+        self.forward_graphs[size], self.logits[size] = self.record(
+            lambda: self.model.compute_logits(self.model(self.inputs(size))))
+        if self.logits[size] is not None:  # None on a tensor-parallel worker: rank 0 samples
+            static = self.static.on_device
+            values = SamplingValues(static.scales[:size], None, None, static.keys[:size],
+                                    truncates=False)
+            self.sample_graphs[size], self.tokens[size] = self.record(
+                lambda: self.sampler(self.logits[size], values))
 
     @classmethod
     @torch.inference_mode()
-    def capture(cls, runner, max_batch: int) -> "DecodeGraphs":
+    def capture(cls, runner, max_batch: int, agree: Callable[[bool], bool]) -> "DecodeGraphs":
         graphs = cls(runner, max_batch)
-        pool = None
-        for size in reversed(graphs.sizes):  # largest first, so the smaller ones share its memory
-            graphs.run_step(size)  # warm-up: compiles the Triton kernels outside the capture
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=pool):
-                graphs.outputs[size] = graphs.run_step(size)
-            pool = graph.pool() if pool is None else pool
-            graphs.graphs[size] = graph
+        capture_all(graphs.sizes, graphs.capture_size, agree)
         torch.cuda.synchronize()
         return graphs
 
-    def covers(self, arrays: InputArrays) -> bool:
+    def covers(self, inputs: StepInputs) -> bool:
         """A step of one new token per sequence, each sampled, that fits the buffers. (A
         one-token chunk of a longer prompt has one new token too, but samples nothing.)"""
-        n = len(arrays.input_ids)
-        return (arrays.decode_only and len(arrays.sample_rows) == n <= self.sizes[-1]
-                and arrays.block_tables.shape[1] <= self.block_tables.shape[1])
+        n = len(inputs.input_ids)
+        return (inputs.decode_only and len(inputs.sample_rows) == n <= self.sizes[-1]
+                and inputs.block_tables.shape[1] <= self.static.on_device.block_tables.shape[1])
 
-    def replay(self, arrays: InputArrays, sampling: SamplingValues | None) -> tuple:
-        """Sampled token ids [n] and logits [n, vocab] (None, None on a worker)."""
-        n = len(arrays.input_ids)
+    def replay(self, inputs: StepInputs, sampling: SamplingValues | None) -> list[int]:
+        """The sampled token ids (none on a tensor-parallel worker)."""
+        n = len(inputs.input_ids)
         size = next(s for s in self.sizes if s >= n)
         host = self.static.host()
-        host["input_ids"][:n] = arrays.input_ids
-        host["positions"][:n] = arrays.positions
-        host["slot_mapping"][:n] = arrays.slot_mapping
-        host["slot_mapping"][n:size] = -1
-        host["context_lens"][:n] = arrays.context_lens
-        host["context_lens"][n:size] = 0
-        host["block_tables"][:n, :arrays.block_tables.shape[1]] = arrays.block_tables
+        host.input_ids[:n] = inputs.input_ids
+        host.positions[:n] = inputs.positions
+        host.slot_mapping[:n] = inputs.slot_mapping
+        host.slot_mapping[n:size] = -1
+        host.context_lens[:n] = inputs.context_lens
+        host.context_lens[n:size] = 0
+        host.block_tables[:n, :inputs.block_tables.shape[1]] = inputs.block_tables
         if sampling is not None:
-            host["scales"][:n] = sampling.scales
-            host["keys"][:n] = sampling.keys
+            host.scales[:n], host.keys[:n] = sampling.scales, sampling.keys
         self.static.send(n)  # padding rows' block tables are never read (context length 0)
-        self.graphs[size].replay()
-        tokens, logits = self.outputs[size]
-        return (None, None) if tokens is None else (tokens[:n], logits[:n])
+        self.forward_graphs[size].replay()
+        if sampling is None:
+            return []
+        if sampling.truncates:  # top-k or top-p: the sampler's sort runs eagerly
+            device = self.logits[size].device
+            return self.sampler(self.logits[size][:n], sampling.to(device)).tolist()
+        self.sample_graphs[size].replay()
+        return self.tokens[size][:n].tolist()

@@ -1,10 +1,14 @@
 """The model runner: owns the weights, the KV cache and the sampler, and runs one step.
 
 ``run(batch)`` is the whole data plane of a step: prepare flat inputs from the
-scheduler's batch, run the model over every scheduled token, compute logits only for
-the rows that will be sampled, and sample one token per such sequence with that
-request's parameters. It returns plain token ids; the scheduler does the bookkeeping.
-A decode step does all of that but the preparation in one CUDA graph replay.
+scheduler's batch (``prepare``), run the model over every scheduled token, compute
+logits only for the rows that will be sampled, and sample one token per such sequence
+with that request's parameters. It returns plain token ids; the scheduler does the
+bookkeeping.
+
+That is the plain path, the one a CPU takes. A GPU waits for the host every step, so
+there the inputs are built with numpy and sent in one copy (``fast_inputs.py``), and a
+decode step replays a CUDA graph (``cuda_graph.py``): the same step, faster.
 
 Set-up decides where and how the model runs (``device``: CUDA when present;
 ``dtype``: the checkpoint's on a GPU, float32 on a CPU), loads the weights, measures
@@ -17,23 +21,18 @@ samples. See ``tp_runner.py`` for how the driver keeps the others in step.
 """
 
 import contextlib
+import warnings
 from types import SimpleNamespace
 
 import numpy as np
 import torch
 
 from nanovllm.engine.cuda_graph import DecodeGraphs
+from nanovllm.engine.fast_inputs import FastInputs
 from nanovllm.engine.kv_cache import allocate_kv_cache, choose_num_blocks
-from nanovllm.engine.model_inputs import (
-    InputArrays,
-    ModelInputs,
-    PinnedStaging,
-    model_input_arrays,
-    prepare_model_inputs,
-    to_model_inputs,
-)
-from nanovllm.engine.parallel import capture_on_every_rank_or_none, fewest_across_group
+from nanovllm.engine.parallel import fewest_across_group
 from nanovllm.engine.torch_compile import compile_small_ops
+from nanovllm.layers.attention import StepInputs
 from nanovllm.layers.linear import building_shard
 from nanovllm.layers.sampler import Sampler, SamplingValues
 from nanovllm.models.model_config import ModelConfig
@@ -69,6 +68,27 @@ def default_dtype(dtype: torch.dtype):
         torch.set_default_dtype(previous)
 
 
+def prepare(batch, block_size: int) -> StepInputs:
+    """The step's inputs. Sequence i computes its tokens [start, start + n), where start is
+    its ``num_computed_tokens``; each token's K/V goes to the slot its block table gives."""
+    input_ids, positions, slots, sample_rows, cu_seqlens_q, context_lens = [], [], [], [], [0], []
+    for seq, n, sample in zip(batch.seqs, batch.num_new_tokens, batch.do_sample, strict=True):
+        start = seq.num_computed_tokens
+        for pos in range(start, start + n):
+            input_ids.append(seq.token_ids[pos])
+            positions.append(pos)
+            slots.append(seq.block_table[pos // block_size] * block_size + pos % block_size)
+        cu_seqlens_q.append(cu_seqlens_q[-1] + n)
+        context_lens.append(start + n)  # what its attention reads: the cache after this step
+        if sample:  # the chunk ends at the sequence's last token: its row gives the next one
+            sample_rows.append(cu_seqlens_q[-1] - 1)
+    width = max(1, *(len(seq.block_table) for seq in batch.seqs))
+    block_tables = [seq.block_table + [-1] * (width - len(seq.block_table)) for seq in batch.seqs]
+    arrays = (input_ids, positions, slots, cu_seqlens_q, context_lens, block_tables, sample_rows)
+    return StepInputs(*(np.array(a, dtype=np.int32) for a in arrays),
+                      max_query_len=max(batch.num_new_tokens))
+
+
 class ModelRunner:
     def __init__(self, config, model_config: ModelConfig, folder, rank: int = 0):
         self.config = config
@@ -85,24 +105,34 @@ class ModelRunner:
         self.bytes_loaded = load_model(self.model, folder)
         self.model.eval()
         self.sampler = Sampler()
-        if self.device.type == "cuda" and config.enable_torch_compile:
-            compile_small_ops(self.model)
         self.random_keys = np.random.default_rng(config.seed)  # for requests without a seed
-        self.staging = PinnedStaging()  # host memory every step's inputs are copied from
-        self.activation_bytes = 0  # peak memory of the largest step, kept free of KV cache
-        if self.device.type == "cuda" and config.num_kvcache_blocks == 0:
-            self.activation_bytes = self.measure_activation_bytes()
+        on_gpu = self.device.type == "cuda"
+        self.fast = FastInputs(self.block_size) if on_gpu else None
+        if on_gpu and config.enable_torch_compile:
+            compile_small_ops(self.model)
+        # peak memory of the largest step, kept free of KV cache
+        self.activation_bytes = (self.measure_activation_bytes()
+                                 if on_gpu and config.num_kvcache_blocks == 0 else 0)
         self.num_blocks = choose_num_blocks(config, model_config, self.dtype, self.device,
                                             self.activation_bytes)
         if config.tensor_parallel_size > 1:  # one block table indexes every rank's cache
             self.num_blocks = fewest_across_group(self.num_blocks, self.device)
         self.kv_cache = allocate_kv_cache(self.model, model_config, self.num_blocks,
                                           self.block_size, self.dtype, self.device)
-        self.graphs = None
-        if self.device.type == "cuda" and not config.enforce_eager:
-            self.graphs = capture_on_every_rank_or_none(
-                lambda: DecodeGraphs.capture(self, config.max_num_seqs), self.device,
-                config.tensor_parallel_size)
+        self.graphs = self.capture_graphs() if on_gpu and not config.enforce_eager else None
+
+    def capture_graphs(self) -> DecodeGraphs | None:
+        """CUDA graphs for decode steps; None, and eager steps, if capture fails on any rank."""
+        if self.config.tensor_parallel_size > 1:
+            def agree(ok: bool) -> bool:
+                return fewest_across_group(int(ok), self.device) == 1
+        else:
+            agree = bool
+        try:
+            return DecodeGraphs.capture(self, self.config.max_num_seqs, agree)
+        except RuntimeError as error:
+            warnings.warn(f"CUDA graph capture failed, running eagerly: {error}", stacklevel=2)
+            return None
 
     def close(self) -> None:
         """Give the memory back now (weights, KV cache, graphs), not whenever the garbage
@@ -110,15 +140,6 @@ class ModelRunner:
         self.graphs = self.model = self.kv_cache = None
         if torch.cuda.is_initialized():
             torch.cuda.empty_cache()
-
-    def forward_eager(self, inputs: ModelInputs) -> torch.Tensor:
-        """Hidden states of every scheduled token: [tokens, hidden]."""
-        return self.model(inputs.input_ids, inputs.positions, inputs.meta)
-
-    def sampling_arrays(self, seqs) -> SamplingValues:
-        return SamplingValues.from_params([seq.sampling_params for seq in seqs],
-                                          [seq.num_completion_tokens for seq in seqs],
-                                          self.random_keys)
 
     def check_usable(self) -> None:
         if self.model is None:
@@ -128,29 +149,28 @@ class ModelRunner:
     def run(self, batch) -> list[int]:
         """One step: one sampled token id per sequence whose do_sample is set, in batch order."""
         self.check_usable()
-        arrays = model_input_arrays(batch, self.block_size)
+        inputs = self.fast.prepare(batch) if self.fast else prepare(batch, self.block_size)
         sampled = [seq for seq, do in zip(batch.seqs, batch.do_sample, strict=True) if do]
-        return self.run_arrays(arrays, self.sampling_arrays(sampled) if sampled else None)
+        sampling = SamplingValues.from_params([seq.sampling_params for seq in sampled],
+                                              [seq.num_completion_tokens for seq in sampled],
+                                              self.random_keys) if sampled else None
+        return self.run_inputs(inputs, sampling)
 
     @torch.inference_mode()
-    def run_arrays(self, arrays: InputArrays, sampling: SamplingValues | None) -> list[int]:
+    def run_inputs(self, inputs: StepInputs, sampling: SamplingValues | None) -> list[int]:
         """The step from its host arrays. A tensor-parallel worker gets only these, and no
         ``sampling``: rank 0 gathers the logits and samples."""
         self.check_usable()
-        if self.graphs is not None and self.graphs.covers(arrays):
-            tokens, logits = self.graphs.replay(arrays, sampling)  # model, LM head, sampler
-            if sampling is None:
-                return []
-            if sampling.truncates:  # the graph's sampler knows no top-k / top-p: redo it
-                tokens = self.sampler(logits, sampling.to(self.device))
-            return tokens.tolist()
-        inputs = to_model_inputs(arrays, self.device, self.staging)
-        hidden = self.forward_eager(inputs)
-        num_sampled = len(arrays.sample_rows)
+        if self.graphs is not None and self.graphs.covers(inputs):
+            return self.graphs.replay(inputs, sampling)
+        on_device = (self.fast.to_device(inputs, self.device) if self.fast
+                     else inputs.to(self.device))
+        hidden = self.model(on_device)
+        num_sampled = len(inputs.sample_rows)
         if num_sampled == 0:  # only middle chunks of long prompts: their K/V was the point
             return []
         if num_sampled < hidden.shape[0]:  # a decode-only step samples every row
-            hidden = hidden[inputs.sample_rows]
+            hidden = hidden[on_device.sample_rows]
         logits = self.model.compute_logits(hidden)
         if logits is None:  # a tensor-parallel worker: rank 0 has the logits and samples
             return []
@@ -174,15 +194,13 @@ class ModelRunner:
             seqs.append(SimpleNamespace(token_ids=[0] * n, num_computed_tokens=0,
                                         block_table=list(range(first_block, first_block + count))))
             first_block += count
-        warmup = SimpleNamespace(seqs=seqs, num_new_tokens=lengths, is_prefill=[True] * len(seqs),
-                                 do_sample=[True] * len(seqs))
+        warmup = SimpleNamespace(seqs=seqs, num_new_tokens=lengths, do_sample=[True] * len(seqs))
         scratch = allocate_kv_cache(self.model, self.model.config, first_block, self.block_size,
                                     self.dtype, device)
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
         baseline = torch.cuda.memory_allocated(device)
-        inputs = prepare_model_inputs(warmup, self.block_size, device, keep_block_tables=False)
-        hidden = self.forward_eager(inputs)
+        hidden = self.model(prepare(warmup, self.block_size).to(device))
         rows = torch.arange(config.max_num_seqs, device=device) % tokens
         logits = self.model.compute_logits(hidden[rows])
         ones = torch.ones(config.max_num_seqs, device=device)

@@ -12,8 +12,6 @@ it starts workers (children inherit them) and again in each process before NCCL 
 
 import os
 import socket
-import warnings
-from collections.abc import Callable
 from datetime import timedelta
 from typing import TypeVar
 
@@ -77,26 +75,3 @@ def fewest_across_group(value: int, device: torch.device) -> int:
     tensor = torch.tensor([value], dtype=torch.int64, device=device)
     dist.all_reduce(tensor, op=dist.ReduceOp.MIN)
     return int(tensor.item())
-
-
-def capture_on_every_rank_or_none(capture: Callable[[], T], device: torch.device,
-                                  size: int) -> T | None:
-    """``capture()``'s CUDA graphs, kept only if every rank's capture succeeded; every rank
-    calls this, and all of them get graphs or all get None.
-
-    Capture can fail on one GPU and not another (memory, an allocator setting). A rank
-    replaying a graph and one running eagerly issue different collectives (the graph
-    pads the batch to a captured size), so each would wait on the other until the
-    step's time-out; deciding together keeps them in step.
-    """
-    try:
-        graphs = capture()
-    except RuntimeError as error:  # an unusual driver or allocator setting
-        warnings.warn(f"CUDA graph capture failed, running eagerly: {error}", stacklevel=3)
-        graphs = None
-    if size > 1 and fewest_across_group(int(graphs is not None), device) == 0:
-        if graphs is not None:
-            warnings.warn("CUDA graph capture failed on another tensor-parallel rank; every "
-                          "rank runs eagerly", stacklevel=3)
-        graphs = None
-    return graphs

@@ -34,8 +34,6 @@ class Sequence:
     """
 
     _next_id = itertools.count()
-    # (block_table, the same as an int32 array), set by model_inputs.block_table_array.
-    block_table_cache: tuple | None = None
 
     def __init__(self, token_ids: list[int], sampling_params: SamplingParams | None = None,
                  seq_id: int | None = None):

@@ -85,10 +85,10 @@ class TensorParallelRunner(ModelRunner):
     def check_usable(self) -> None:
         self.supervisor.check_usable()
 
-    def run_arrays(self, arrays, sampling) -> list[int]:
+    def run_inputs(self, inputs, sampling) -> list[int]:
         self.check_usable()
-        message = pickle.dumps(arrays, protocol=pickle.HIGHEST_PROTOCOL)
+        message = pickle.dumps(inputs, protocol=pickle.HIGHEST_PROTOCOL)
         with self.supervisor.watching("a step", self.config.tp_timeout_s, self.close):
             for rank in self.conns:
                 self.supervisor.send(rank, message)
-            return super().run_arrays(arrays, sampling)
+            return super().run_inputs(inputs, sampling)

@@ -51,10 +51,10 @@ def worker_main(rank: int, config, model_config, folder, port: int, conn) -> Non
             except EOFError:  # the driver is gone, maybe mid-step: a collective may still spin
                 leave_group()  # bounded; aborting the group ends it
                 os._exit(0)  # no clean-up that could wait on the GPU
-            arrays = pickle.loads(message)
-            if arrays is None:
+            inputs = pickle.loads(message)
+            if inputs is None:
                 break
-            runner.run_arrays(arrays, sampling=None)
+            runner.run_inputs(inputs, sampling=None)
     except Exception:
         try:
             conn.send(("error", shortened(traceback.format_exc())))

@@ -1,4 +1,4 @@
-"""Attention over the paged KV cache, and the per-step metadata it needs.
+"""Attention over the paged KV cache, and the step's inputs that say where everything is.
 
 Every layer does the same two things with its new keys and values. First it stores
 them, for every token of the batch, into its slice of the KV cache; only then does it
@@ -14,8 +14,9 @@ of one new token per sequence (decode), one for any other batch (a decode token 
 simply a chunk of length one).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -25,23 +26,39 @@ from nanovllm.kernels.store_kvcache import store_kvcache
 
 
 @dataclass
-class AttentionMetadata:
-    """Where this step's tokens go in the cache and what each sequence may read.
+class StepInputs:
+    """One step's inputs, every sequence's new tokens packed end to end with no padding:
+    numpy arrays on the host, tensors on the device (``to``). The model reads the first two,
+    attention the next four, and the runner samples the rows ``sample_rows`` names.
 
-    slot_mapping:  [tokens]       cache slot of each new token (-1: padding, not stored)
-    cu_seqlens_q:  [seqs + 1]     sequence i owns query rows cu_seqlens_q[i]:cu_seqlens_q[i+1]
-    context_lens:  [seqs]         tokens of sequence i in the cache after this step
-    block_tables:  [seqs, blocks] physical block of each logical block, -1 padded
-    max_query_len: int            longest chunk in the batch (sizes the prefill grid)
-    decode_only:   bool           every sequence brings exactly one token
+    input_ids:     [tokens]        the new tokens of every sequence, one after another
+    positions:     [tokens]        each token's position in its sequence
+    slot_mapping:  [tokens]        cache slot of each new token (-1: padding, not stored)
+    cu_seqlens_q:  [seqs + 1]      sequence i owns rows cu_seqlens_q[i]:cu_seqlens_q[i + 1]
+    context_lens:  [seqs]          tokens of sequence i in the cache after this step
+    block_tables:  [seqs, blocks]  physical block of each logical block, -1 padded
+    sample_rows:   [sampled seqs]  row of each sampled sequence's last token
+    max_query_len: int             longest chunk in the batch (sizes the prefill grid)
     """
 
-    slot_mapping: torch.Tensor
-    cu_seqlens_q: torch.Tensor
-    context_lens: torch.Tensor
-    block_tables: torch.Tensor
+    input_ids: np.ndarray | torch.Tensor
+    positions: np.ndarray | torch.Tensor
+    slot_mapping: np.ndarray | torch.Tensor
+    cu_seqlens_q: np.ndarray | torch.Tensor
+    context_lens: np.ndarray | torch.Tensor
+    block_tables: np.ndarray | torch.Tensor
+    sample_rows: np.ndarray | torch.Tensor | None
     max_query_len: int
-    decode_only: bool
+
+    @property
+    def decode_only(self) -> bool:
+        """Every sequence brings exactly one token."""
+        return self.max_query_len == 1
+
+    def to(self, device: torch.device) -> "StepInputs":
+        arrays = [getattr(self, f.name) for f in fields(self)][:-1]
+        return StepInputs(*(torch.from_numpy(a).to(device) for a in arrays),
+                          max_query_len=self.max_query_len)
 
 
 def store_kv(key: torch.Tensor, value: torch.Tensor, k_cache: torch.Tensor,
@@ -65,7 +82,7 @@ def gather_context(cache: torch.Tensor, block_table: torch.Tensor, length: int) 
 
 
 def paged_attention(query: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
-                    meta: AttentionMetadata, scale: float) -> torch.Tensor:
+                    meta: StepInputs, scale: float) -> torch.Tensor:
     """Each sequence's query rows attend causally to its tokens in the cache.
 
     Sequence i's chunk holds its last ``query_len`` tokens of ``context_len``, so query row r
@@ -100,7 +117,7 @@ class Attention(nn.Module):
         self.v_cache = torch.empty(0)
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                meta: AttentionMetadata) -> torch.Tensor:
+                meta: StepInputs) -> torch.Tensor:
         """q: [tokens, heads, head_dim]; k, v: [tokens, kv_heads, head_dim]."""
         if not q.is_cuda:
             store_kv(k, v, self.k_cache, self.v_cache, meta.slot_mapping)

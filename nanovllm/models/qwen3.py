@@ -3,7 +3,7 @@
 Shape of one step: token ids ``[tokens]`` -> embeddings ``[tokens, hidden]`` -> N
 decoder layers -> final RMSNorm -> hidden states ``[tokens, hidden]``. The batch is
 *flat*: the new tokens of all sequences are packed end to end, with no padding; the
-``AttentionMetadata`` says which rows belong to which sequence. Logits are computed
+``StepInputs`` say which rows belong to which sequence. Logits are computed
 separately (``compute_logits``) and only for the rows that will be sampled.
 
 Each decoder layer is pre-norm: ``x + attention(norm(x))`` then ``x + mlp(norm(x))``,
@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nanovllm.kernels.qk_norm_rotary import qk_norm_rotary
-from nanovllm.layers.attention import Attention, AttentionMetadata
+from nanovllm.layers.attention import Attention, StepInputs
 from nanovllm.layers.embed_head import ParallelLMHead, VocabParallelEmbedding
 from nanovllm.layers.layernorm import RMSNorm
 from nanovllm.layers.linear import (
@@ -46,8 +46,7 @@ class Qwen3Attention(nn.Module):
         self.k_norm = RMSNorm(config.head_dim, config.rms_norm_eps) if config.qk_norm else None
         self.attn = Attention(self.num_heads, self.num_kv_heads, self.head_dim)
 
-    def forward(self, positions: torch.Tensor, hidden: torch.Tensor,
-                meta: AttentionMetadata) -> torch.Tensor:
+    def forward(self, hidden: torch.Tensor, inputs: StepInputs) -> torch.Tensor:
         q_size, kv_size = self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
         q, k, v = self.qkv_proj(hidden).split([q_size, kv_size, kv_size], dim=-1)
         q = q.view(-1, self.num_heads, self.head_dim)
@@ -56,12 +55,13 @@ class Qwen3Attention(nn.Module):
         if q.is_cuda:  # the norms and the rotation as one kernel, in place in q and k
             norms = (self.q_norm.weight, self.k_norm.weight, self.q_norm.eps) if self.q_norm \
                 else (None, None, 0.0)
-            qk_norm_rotary(positions, q, k, self.rotary_emb.cos, self.rotary_emb.sin, *norms)
+            qk_norm_rotary(inputs.positions, q, k, self.rotary_emb.cos, self.rotary_emb.sin,
+                           *norms)
         else:
             if self.q_norm is not None:
                 q, k = self.q_norm(q), self.k_norm(k)
-            q, k = self.rotary_emb(positions, q, k)
-        out = self.attn(q, k, v, meta)
+            q, k = self.rotary_emb(inputs.positions, q, k)
+        out = self.attn(q, k, v, inputs)
         return self.o_proj(out.flatten(1))
 
 
@@ -95,13 +95,12 @@ class Qwen3DecoderLayer(nn.Module):
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.mlp = Qwen3MLP(config)
 
-    def forward(self, positions: torch.Tensor, hidden: torch.Tensor,
-                residual: torch.Tensor | None, meta: AttentionMetadata):
+    def forward(self, hidden: torch.Tensor, residual: torch.Tensor | None, inputs: StepInputs):
         if residual is None:  # first layer: the embeddings are the residual stream
             hidden, residual = self.input_layernorm(hidden), hidden
         else:
             hidden, residual = self.input_layernorm(hidden, residual)
-        hidden = self.self_attn(positions, hidden, meta)
+        hidden = self.self_attn(hidden, inputs)
         hidden, residual = self.post_attention_layernorm(hidden, residual)
         return self.mlp(hidden), residual
 
@@ -116,11 +115,10 @@ class Qwen3Model(nn.Module):
                                     for _ in range(config.num_hidden_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
 
-    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor,
-                meta: AttentionMetadata) -> torch.Tensor:
-        hidden, residual = self.embed_tokens(input_ids), None
+    def forward(self, inputs: StepInputs) -> torch.Tensor:
+        hidden, residual = self.embed_tokens(inputs.input_ids), None
         for layer in self.layers:
-            hidden, residual = layer(positions, hidden, residual, meta)
+            hidden, residual = layer(hidden, residual, inputs)
         hidden, _ = self.norm(hidden, residual)
         return hidden
 
@@ -143,9 +141,9 @@ class Qwen3ForCausalLM(nn.Module):
         if config.tie_word_embeddings:  # one matrix both embeds tokens and scores them
             self.lm_head.weight = self.model.embed_tokens.weight
 
-    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor,
-                meta: AttentionMetadata) -> torch.Tensor:
-        return self.model(input_ids, positions, meta)
+    def forward(self, inputs: StepInputs) -> torch.Tensor:
+        """Hidden states of every token of the step: [tokens, hidden]."""
+        return self.model(inputs)
 
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.lm_head(hidden)

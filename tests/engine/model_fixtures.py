@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import torch
 
-from nanovllm.engine.model_inputs import prepare_model_inputs
+from nanovllm.engine.model_runner import prepare
 from nanovllm.utils.random_checkpoint import PRESETS, write_random_checkpoint
 
 # Models this small gain nothing from intra-op threads, and idle OpenMP threads spinning
@@ -51,6 +51,5 @@ def packed_logits(runner, token_lists):
     batch = SimpleNamespace(seqs=seqs, num_new_tokens=[len(t) for t in token_lists],
                             is_prefill=[True] * len(seqs), do_sample=[True] * len(seqs))
     with torch.inference_mode():
-        inputs = prepare_model_inputs(batch, runner.block_size, runner.device,
-                                      keep_block_tables=False)
-        return runner.model.compute_logits(runner.forward_eager(inputs))
+        inputs = prepare(batch, runner.block_size).to(runner.device)
+        return runner.model.compute_logits(runner.model(inputs))

@@ -192,8 +192,10 @@ def test_profile_workload_clocks_every_phase_and_restores_the_engine(tmp_path):
     assert summary["steps"] == 1 + 16 - 1  # one prefill step, then one step a further token
     # the clock patched instances and a module; none of it stays behind
     from nanovllm.engine import model_runner
-    from nanovllm.engine.model_inputs import model_input_arrays
-    assert model_runner.model_input_arrays is model_input_arrays
+    from nanovllm.engine.model_runner import prepare
+    from nanovllm.layers.sampler import SamplingValues
+    assert model_runner.prepare is prepare
+    assert isinstance(vars(SamplingValues)["from_params"], classmethod)
     assert "run" not in vars(engine.model_runner) and "schedule" not in vars(engine.scheduler)
     assert json.loads((tmp_path / "profile_workload_b.json").read_text())["steps"] == 16
 
@@ -203,13 +205,15 @@ def test_phase_clock_undoes_its_patches_when_one_fails():
 
     from nanovllm.bench.profile import PhaseClock
     from nanovllm.engine import model_runner
-    from nanovllm.engine.model_inputs import model_input_arrays
+    from nanovllm.engine.model_runner import prepare
+    from nanovllm.layers.sampler import SamplingValues
 
     engine = LLMEngine("", device="cpu", max_model_len=256)
     engine.model_runner.graphs = SimpleNamespace()  # no replay to wrap: the last patch fails
     with pytest.raises(AttributeError, match="replay"):
         with PhaseClock(engine):
             pass
-    assert model_runner.model_input_arrays is model_input_arrays
-    assert not {"run", "sampling_arrays"} & set(vars(engine.model_runner))
+    assert model_runner.prepare is prepare
+    assert isinstance(vars(SamplingValues)["from_params"], classmethod)
+    assert "run" not in vars(engine.model_runner)
     assert not {"schedule", "postprocess"} & set(vars(engine.scheduler))

@@ -117,8 +117,6 @@ def test_cuda_graphs_sample_the_same_tokens_as_eager():
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_a_graph_step_fills_the_static_buffers_with_the_step_and_its_padding():
-    from nanovllm.engine.model_inputs import model_input_arrays
-
     llm = LLM(str(tiny_checkpoint("qwen3")), dtype="float32", num_kvcache_blocks=256,
               max_num_seqs=16)
     engine, runner = llm.engine, llm.engine.model_runner
@@ -127,10 +125,10 @@ def test_a_graph_step_fills_the_static_buffers_with_the_step_and_its_padding():
     while engine.scheduler.waiting:
         engine.step()  # the prompts
     batch = engine.scheduler.schedule()
-    arrays = model_input_arrays(batch, runner.block_size)
+    arrays = runner.fast.prepare(batch)
     assert runner.graphs.covers(arrays) and len(arrays.input_ids) == 3
     runner.run(batch)
-    graphs, width = runner.graphs, arrays.block_tables.shape[1]
+    graphs, width = runner.graphs.static.on_device, arrays.block_tables.shape[1]
     assert graphs.input_ids[:3].tolist() == arrays.input_ids.tolist()
     assert graphs.positions[:3].tolist() == arrays.positions.tolist()
     assert graphs.slot_mapping[:4].tolist() == arrays.slot_mapping.tolist() + [-1]

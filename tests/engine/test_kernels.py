@@ -24,7 +24,7 @@ from nanovllm.kernels import (
     triton_support,
 )
 from nanovllm.layers import attention
-from nanovllm.layers.attention import AttentionMetadata, gather_context, paged_attention, store_kv
+from nanovllm.layers.attention import StepInputs, gather_context, paged_attention, store_kv
 from nanovllm.layers.layernorm import RMSNorm
 from nanovllm.layers.rotary_embedding import RotaryEmbedding
 from nanovllm.layers.sampler import philox, race
@@ -85,10 +85,9 @@ def dense_causal_attention(q, k, v, scale):
     return torch.einsum("hqk,khd->qhd", scores.softmax(-1), v)
 
 
-def metadata(cu, lens, tables, max_query_len: int) -> AttentionMetadata:
-    return AttentionMetadata(slot_mapping=None, cu_seqlens_q=cu, context_lens=lens,
-                             block_tables=tables, max_query_len=max_query_len,
-                             decode_only=max_query_len == 1)
+def metadata(cu, lens, tables, max_query_len: int) -> StepInputs:
+    return StepInputs(None, None, None, cu_seqlens_q=cu, context_lens=lens, block_tables=tables,
+                      sample_rows=None, max_query_len=max_query_len)
 
 
 def test_paged_attention_matches_textbook_attention():
@@ -240,8 +239,8 @@ def test_cpu_tensors_always_take_the_plain_path(monkeypatch):
     layer.k_cache = torch.zeros(4, block_size, kv_heads, head_dim)
     layer.v_cache = torch.zeros(4, block_size, kv_heads, head_dim)
     q, kv = torch.randn(3, heads, head_dim), torch.randn(3, kv_heads, head_dim)
-    meta = AttentionMetadata(torch.tensor([0, 1, 2]), torch.tensor([0, 3]), torch.tensor([3]),
-                             torch.tensor([[0]]), max_query_len=3, decode_only=False)
+    meta = StepInputs(None, None, torch.tensor([0, 1, 2]), torch.tensor([0, 3]),
+                      torch.tensor([3]), torch.tensor([[0]]), None, max_query_len=3)
     assert layer(q, kv, kv, meta).shape == q.shape
 
 

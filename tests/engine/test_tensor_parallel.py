@@ -25,7 +25,6 @@ import subprocess
 import sys
 import textwrap
 import time
-import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -37,9 +36,9 @@ from safetensors.torch import load_file, save_file
 
 from nanovllm.config import Config
 from nanovllm.engine import tp_runner
-from nanovllm.engine.model_inputs import model_input_arrays
-from nanovllm.engine.model_runner import ModelRunner
-from nanovllm.engine.parallel import capture_on_every_rank_or_none, free_port, join_group
+from nanovllm.engine.cuda_graph import capture_all
+from nanovllm.engine.model_runner import ModelRunner, prepare
+from nanovllm.engine.parallel import fewest_across_group, free_port, join_group
 from nanovllm.engine.tp_supervisor import Watchdog, leave_group
 from nanovllm.layers.linear import QKVParallelLinear, building_shard
 from nanovllm.llm import LLM
@@ -194,7 +193,7 @@ def one_prefill(block_size: int):
                           block_table=list(range(-(-40 // block_size))))
     batch = SimpleNamespace(seqs=[seq], num_new_tokens=[40], is_prefill=[True],
                             do_sample=[False])
-    return model_input_arrays(batch, block_size, keep_block_tables=False)
+    return prepare(batch, block_size)
 
 
 def test_after_a_killed_worker_every_step_fails_and_a_new_llm_works():
@@ -208,10 +207,10 @@ def test_after_a_killed_worker_every_step_fails_and_a_new_llm_works():
     message = "tensor parallelism failed: tensor-parallel worker rank 1 was killed by SIGKILL"
     start = time.monotonic()
     with pytest.raises(RuntimeError) as failed:
-        runner.run_arrays(one_prefill(runner.block_size), None)
+        runner.run_inputs(one_prefill(runner.block_size), None)
     assert time.monotonic() - start < 5  # within tp_timeout_s
     assert str(failed.value) == message
-    for step in (lambda: runner.run_arrays(one_prefill(runner.block_size), None),
+    for step in (lambda: runner.run_inputs(one_prefill(runner.block_size), None),
                  lambda: runner.run(None)):  # refused before the batch is looked at
         with pytest.raises(RuntimeError) as again:
             step()
@@ -301,26 +300,34 @@ def test_a_stopped_watchdog_trips_no_more():
 
 
 def capture_on_rank(rank, size, port, results):
-    """Both agreement cases on one rank (runs in a spawned process)."""
+    """Three captures on one rank (runs in a spawned process): all succeed; rank 1 fails at
+    the second size; rank 0 fails at the first. Every rank must stop at the same size."""
     join_group(rank, size, port, torch.device("cpu"), timeout_s=120)
     try:
         outcomes = []
-        for failing_rank in (None, 1):
-            def capture(failing_rank=failing_rank):
-                if rank == failing_rank:
-                    raise RuntimeError("no graphs on this rank")
-                return f"rank {rank}'s graphs"
+        for failing in (None, (1, 8), (0, 16)):
+            captured = []
 
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                graphs = capture_on_every_rank_or_none(capture, torch.device("cpu"), size)
-            outcomes.append((graphs, [str(w.message) for w in caught]))
+            def capture_one(size, failing=failing, captured=captured):
+                if failing == (rank, size):
+                    raise RuntimeError(f"no graph of size {size} on this rank")
+                captured.append(size)
+
+            def agree(ok):
+                return fewest_across_group(int(ok), torch.device("cpu")) == 1
+
+            try:
+                capture_all([1, 8, 16], capture_one, agree)
+                error = None
+            except RuntimeError as failure:
+                error = str(failure)
+            outcomes.append((captured, error))
         results.put((rank, outcomes))
     finally:
         leave_group()
 
 
-def test_ranks_keep_cuda_graphs_only_if_every_rank_captured_them():
+def test_every_rank_stops_capturing_cuda_graphs_at_the_same_size():
     spawn, port = mp.get_context("spawn"), free_port()
     results = spawn.Queue()
     ranks = [spawn.Process(target=capture_on_rank, args=(rank, 2, port, results))
@@ -330,12 +337,12 @@ def test_ranks_keep_cuda_graphs_only_if_every_rank_captured_them():
     by_rank = dict(results.get(timeout=120) for _ in ranks)
     for process in ranks:
         process.join()
+    other = "capture failed on another tensor-parallel rank at batch size {}"
     assert by_rank == {
-        0: [("rank 0's graphs", []),
-            (None, ["CUDA graph capture failed on another tensor-parallel rank; every rank "
-                    "runs eagerly"])],
-        1: [("rank 1's graphs", []),
-            (None, ["CUDA graph capture failed, running eagerly: no graphs on this rank"])],
+        0: [([16, 8, 1], None), ([16, 8], other.format(8)),
+            ([], "no graph of size 16 on this rank")],
+        1: [([16, 8, 1], None), ([16], "no graph of size 8 on this rank"),
+            ([16], other.format(16))],
     }
 
 
@@ -356,7 +363,7 @@ def test_a_long_worker_traceback_still_comes_back():
     runner, pids = llm.engine.model_runner, worker_pids(llm)
     runner.conns[1].send_bytes(pickle.dumps(FailsToUnpickle("k" * 1_000_000)))
     with pytest.raises(RuntimeError) as failed:
-        runner.run_arrays(one_prefill(runner.block_size), None)
+        runner.run_inputs(one_prefill(runner.block_size), None)
     headline, *reported = str(failed.value).split("\n", 1)
     assert headline == ("tensor parallelism failed: tensor-parallel worker rank 1 exited "
                         "with code 1")
@@ -455,8 +462,8 @@ def test_message_cost_script_measures_the_arrays_protocol():
                              "arrays"], capture_output=True, text=True, timeout=120, check=True,
                             env={**os.environ, "PYTHONPATH": str(REPO)})
     report = json.loads(result.stdout)
-    # 3 int64 numbers a token and 3 a sequence (cu_seqlens has one more), 69 int32 block ids
-    payload = 5 * 256 * 8 + 257 * 8 + 256 * 69 * 4
+    # 3 int32 numbers a token and 3 a sequence (cu_seqlens has one more), 69 block ids
+    payload = 5 * 256 * 4 + 257 * 4 + 256 * 69 * 4
     assert report["protocol"] == "arrays" and payload <= report["message_bytes"] < payload + 2000
     assert set(report["ms"]) == {"driver: build arrays", "driver: pickle", "worker: unpickle"}
     wrong = subprocess.run([sys.executable, str(REPO / "scripts" / "tp_message_cost.py"), "x"],
