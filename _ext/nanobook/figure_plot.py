@@ -259,6 +259,8 @@ def setup(app: Sphinx) -> dict:
     app.setup_extension("nanobook.warnings")
     app.setup_extension("nanobook.assets")
     app.setup_extension("nanobook.engine_source")
+    # The code runs as checks do: the engine importable from its root, ``book`` for the build.
+    app.setup_extension("nanobook.executed")
     app.add_node(plot_figure, html=(visit_plot_html, None), latex=(visit_plot_latex, None),
                  text=(visit_plot_text, depart_pass), man=(visit_plot_text, depart_pass),
                  texinfo=(visit_plot_text, depart_pass))
