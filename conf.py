@@ -41,6 +41,7 @@ pygments_style = "friendly"
 pygments_dark_style = "monokai"
 
 myst_enable_extensions = ["colon_fence", "deflist", "substitution", "attrs_inline", "attrs_block"]
+myst_enable_extensions += ["dollarmath", "amsmath"]  # $...$, $$...$$ (nanobook.offline_math)
 myst_heading_anchors = 3
 
 # The chapters, in order. The landing page's grid, the reading times and the
@@ -83,6 +84,7 @@ nanobook_chapters = [
 # nanovllm/); model configs for {value} live under source/_data/models/<org>/<name>/.
 nanobook_engine_packages = ["nanovllm"]
 nanobook_model_dirs = ["source/_data/models"]
+nanobook_models = {"tiny-shakespeare": "nanovllm/data/tiny-shakespeare"}  # the bundled model
 # Pages only the PDF has: on the web every quiz gives its own answers.
 nanobook_latex_only_docs = ["answer-key"]
 # Where the PDF points readers for the interactive version (Read the Docs sets it).
@@ -98,6 +100,10 @@ html_css_files = ["book.css"]
 html_favicon = "source/_static/favicon.svg"
 html_context = {"default_mode": "auto"}  # the light/dark toggle starts from the reader's system
 html_last_updated_fmt = None
+# Math from the copy of MathJax in source/_static/mathjax/, never from a CDN; its menu would
+# load more components, so it is off (nanobook.offline_math says why this file).
+mathjax_path = "mathjax/tex-svg-full.js"
+mathjax3_config = {"options": {"enableMenu": False}}
 html_theme_options = {
     "home_page_in_toc": True,
     "show_toc_level": 2,

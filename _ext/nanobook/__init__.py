@@ -15,6 +15,11 @@ Components:
 ``callouts``              ``{analogy}``, ``{why-it-matters}``, ``{misconceptions}``,
                           ``{takeaways}``
 ``values``                ``{value}``: numbers computed from the engine or a model config
+                          (more in ``model_values``, ``record_files``)
+``figure_plot``           ``{figure-plot}``: matplotlib figures drawn at build time
+                          (``plot_style``: palette, themed SVG)
+``record_table``          ``{record-table}``: measured records (``record_files``) as tables
+``offline_math``          math rendered without loading anything from another host
 ``example``               ``{example}``: MyST source shown next to what it renders (the guide)
 ``reading_time``          reading time under chapter titles, ``{reading-time}``
 ``chapter_grid``          ``{chapter-grid}``, ``{chapter-toctree}``
@@ -33,9 +38,12 @@ from . import (
     engine_slice,
     example,
     executed,
+    figure_plot,
     latex_root,
+    offline_math,
     quiz,
     reading_time,
+    record_table,
     simulator,
     values,
     warnings,
@@ -43,6 +51,7 @@ from . import (
 
 COMPONENTS = (warnings, reading_time, chapter_grid, latex_root, engine_slice, executed, quiz,
               simulator, callouts, values, example)
+COMPONENTS += (figure_plot, record_table, offline_math)
 
 
 def setup(app: Sphinx) -> dict:

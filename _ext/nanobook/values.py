@@ -20,6 +20,11 @@ Models are Hugging Face folders (``config.json``): ``org/name`` is looked up in
 ``conf.py``, holding
 ``org/name/config.json``), and ``nanobook_models`` maps short names to folders.
 
+More values live in their own modules: ``record:PATH,FIELD`` reads one field of a measured
+record (``nanobook.record_files``); ``param_count``, ``weight_bytes``, ``decode_step``,
+``prefill_step`` and ``hardware`` apply the engine's roofline to a model
+(``nanobook.model_values``).
+
 Add a value by adding a function to ``VALUES`` (or, from ``conf.py``,
 ``nanobook_values = {"name": "module:function"}``); it takes a ``ValueContext``
 and string arguments and returns a number or a string.
@@ -52,6 +57,7 @@ class ValueContext:
     confdir: Path
     config: object
     used_files: list[Path] = field(default_factory=list)
+    srcdir: Path | None = None  # the book's source folder, which holds _records/
 
     def note(self, path: Path) -> Path:
         self.used_files.append(path)
@@ -132,7 +138,10 @@ VALUES: dict[str, Callable[..., object]] = {
 
 
 def registry(config) -> dict[str, Callable[..., object]]:
-    values = dict(VALUES)
+    from .model_values import VALUES as MODEL_VALUES  # (they import this module)
+    from .record_files import record_value
+
+    values = {**VALUES, **MODEL_VALUES, "record": record_value}
     for name, target in config.nanobook_values.items():
         module, _, attr = target.partition(":")
         values[name] = getattr(importlib.import_module(module), attr)
@@ -167,7 +176,7 @@ class ValueRole(SphinxRole):
             return self._fail(f"nanobook_values in conf.py: {error}")
         if name not in values:
             return self._fail(f"unknown value {name!r}; known values: {', '.join(sorted(values))}")
-        ctx = ValueContext(engine_root(self.config), self.config)
+        ctx = ValueContext(engine_root(self.config), self.config, srcdir=Path(self.env.srcdir))
         try:
             result = values[name](ctx, *args)
             shown = format_value(result, spec)

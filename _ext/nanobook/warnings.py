@@ -91,6 +91,19 @@ class BookWarning(Enum):
     VALUE = "value"
     """A ``value`` role names an unknown value or its computation failed."""
 
+    FIGURE = "figure"
+    """A ``figure-plot`` is malformed (no ``:alt:`` text, a bad ``:name:``, ``:size:`` or
+    ``:timeout:``), its code failed or drew nothing, or it used a colour outside the book's
+    palette."""
+    RECORD_TABLE = "record_table"
+    """A ``record-table`` is malformed (no ``:records:``, a column line that is not
+    ``header = field | format``, a bad ``:name:``), or names a record outside
+    ``source/_records/``, a record or a field that does not exist, or a format that does not
+    fit its value."""
+    MATH = "math"
+    """Math would be loaded from another host (``mathjax_path`` is a web address), or the
+    MathJax file it names is not in the book's static files."""
+
     def warn(self, message: str, *, location: object = None) -> None:
         """Emit this warning with its type and subtype, at a node or ``(docname, line)``."""
         logger.warning(

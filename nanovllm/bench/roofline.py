@@ -134,11 +134,21 @@ def workload_bound(cost: ModelCost, lengths: list[tuple[int, int]], hardware: Ha
             "total_tokens_per_s": (prompt + output) / seconds}
 
 
-def decode_step_bound(cost: ModelCost, context_lens: list[int], hardware: Hardware) -> float:
-    """Least seconds for one decode step of sequences with these context lengths (TPOT floor)."""
+def decode_step_cost(cost: ModelCost, context_lens: list[int]) -> dict:
+    """Bytes moved and FLOPs done by one decode step of sequences with these context lengths.
+
+    Each sequence computes one new token that attends to its whole context: the step reads
+    the weights once, every context token's K/V, and writes one token's K/V per sequence.
+    """
     tokens = len(context_lens)
     total_bytes = (cost.weight_bytes_per_step
                    + (sum(context_lens) + tokens) * cost.kv_bytes_per_token)
     flops = (tokens * (cost.linear_flops_per_token + cost.lm_head_flops_per_token)
              + sum(context_lens) * cost.attention_flops_per_pair)
-    return max(total_bytes / hardware.bandwidth, flops / hardware.peak_flops)
+    return {"bytes": total_bytes, "flops": flops}
+
+
+def decode_step_bound(cost: ModelCost, context_lens: list[int], hardware: Hardware) -> float:
+    """Least seconds for one decode step of sequences with these context lengths (TPOT floor)."""
+    step = decode_step_cost(cost, context_lens)
+    return max(step["bytes"] / hardware.bandwidth, step["flops"] / hardware.peak_flops)

@@ -1,5 +1,6 @@
 """Every page of the built book in headless Chromium: no console errors, no failed or
-remote requests, no missing assets; the light/dark toggle works."""
+remote requests (math pages checked after MathJax has typeset them), no missing assets; the
+light/dark toggle works; math and figures follow it."""
 
 from __future__ import annotations
 
@@ -16,15 +17,55 @@ def test_every_page_loads_cleanly(site, browser):
     pages = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.html")
                    if not p.relative_to(root).as_posix().startswith("_"))
     assert "index.html" in pages
-    report = {}
+    report, typeset = {}, []
     for name in pages:
         context, page, problems = visit(browser, f"{base}/{name}")
+        if wait_for_math(page):
+            typeset.append(name)
         broken = page.evaluate(
             "() => [...document.images].filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src)")
         if problems or broken:
             report[name] = problems + [f"broken image: {src}" for src in broken]
         context.close()
     assert report == {}
+    # A page with math is among them, checked after MathJax has typeset it (it could fetch
+    # fonts or components only then).
+    assert "how-this-book-is-built.html" in typeset
+
+
+def wait_for_math(page) -> bool:
+    """Wait until MathJax has typeset the page and the network is idle; False: no math here."""
+    if not page.evaluate("() => !!(window.MathJax && window.MathJax.startup)"):
+        return False
+    page.evaluate("() => window.MathJax.startup.promise")
+    page.wait_for_load_state("networkidle")
+    return True
+
+
+def test_math_and_figures_render_in_both_themes(site, browser):
+    base, _ = site
+    context, page, problems = visit(browser, f"{base}/how-this-book-is-built.html")
+    assert wait_for_math(page)
+    # Every formula became SVG; none is a TeX error.
+    formulas = page.locator("span.math, div.math").count()
+    assert formulas >= 2 and page.locator("mjx-container > svg").count() == formulas
+    assert page.locator("mjx-container [data-mml-node='merror']").count() == 0
+    # Each figure is an image named by its alt text.
+    names = page.evaluate("""() => [...document.querySelectorAll('figure.nb-plot svg[role=img]')]
+        .map(s => document.getElementById(s.getAttribute('aria-labelledby')).textContent)""")
+    assert len(names) >= 3 and all(len(name) > 60 for name in names), names
+    # Text in figures and formulas takes the page's text colour, in light and in dark mode.
+    colours = {}
+    for mode in ("light", "dark"):
+        page.evaluate(f"document.documentElement.dataset.theme = '{mode}'")
+        colours[mode] = page.evaluate("""() => ({
+            page: getComputedStyle(document.querySelector('article p')).color,
+            figure: getComputedStyle(document.querySelector('figure.nb-plot svg text')).fill,
+            math: getComputedStyle(document.querySelector('mjx-container svg')).color})""")
+        assert colours[mode]["figure"] == colours[mode]["page"] == colours[mode]["math"], colours
+    assert colours["light"]["page"] != colours["dark"]["page"]
+    assert problems == []
+    context.close()
 
 
 def test_theme_toggle_switches_light_and_dark(site, browser):

@@ -18,6 +18,7 @@ from nanovllm.bench.roofline import (
     H100_SXM,
     H200_SXM,
     decode_step_bound,
+    decode_step_cost,
     hardware_for,
     model_cost,
     parameter_count,
@@ -103,6 +104,10 @@ def test_roofline_of_one_small_request_by_hand():
     assert bound["output_tokens_per_s"] == pytest.approx(2 / (2_385_461_248 / 3.35e12))
     step = decode_step_bound(cost, [513], H100_SXM)
     assert step == pytest.approx((1_192_099_840 + 514 * 114_688) / 3.35e12)
+    # the step's own bytes and FLOPs: two sequences attending to 513 and 100 tokens
+    assert decode_step_cost(cost, [513, 100]) == {
+        "bytes": 1_192_099_840 + (613 + 2) * 114_688,
+        "flops": 2 * (880_803_840 + 311_164_928) + 613 * 229_376}
 
 
 def test_roofline_uses_the_datasheet_of_the_gpu_it_ran_on():

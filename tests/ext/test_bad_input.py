@@ -265,6 +265,7 @@ def test_a_block_stuck_in_c_ends_the_process_at_twice_its_limit(tmp_path):
 
 
 _HAND_WRITTEN_HTML = ("quiz.py", "engine_slice.py", "simulator.py")
+_HAND_WRITTEN_HTML += ("figure_plot.py",)
 
 
 def _attribute_values(source: str) -> list[tuple[int, str]]:

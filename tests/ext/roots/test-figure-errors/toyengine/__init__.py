@@ -1,0 +1,1 @@
+"""A toy engine for the figure tests."""

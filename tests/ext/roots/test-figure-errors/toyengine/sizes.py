@@ -1,0 +1,3 @@
+"""Batch sizes the toy figure plots."""
+
+SIZES = [1, 2, 4]

@@ -1,0 +1,2 @@
+extensions = ["myst_parser", "nanobook.record_table", "nanobook.values"]
+exclude_patterns = ["_build", "_records"]
