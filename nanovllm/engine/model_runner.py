@@ -33,7 +33,7 @@ from nanovllm.engine.kv_cache import allocate_kv_cache, choose_num_blocks
 from nanovllm.engine.parallel import fewest_across_group
 from nanovllm.engine.torch_compile import compile_small_ops
 from nanovllm.layers.attention import StepInputs
-from nanovllm.layers.linear import building_shard
+from nanovllm.layers.linear import Shard
 from nanovllm.layers.sampler import Sampler, SamplingValues
 from nanovllm.models.model_config import ModelConfig
 from nanovllm.models.qwen3 import Qwen3ForCausalLM
@@ -99,9 +99,8 @@ class ModelRunner:
             raise ValueError(f"block_size={config.block_size} is invalid on a GPU: the Triton "
                              f"attention kernels need block_size >= 16")
         self.dtype = resolve_dtype(config.dtype, model_config, self.device)
-        with (default_dtype(self.dtype), torch.device(self.device),
-              building_shard(rank, config.tensor_parallel_size)):
-            self.model = Qwen3ForCausalLM(model_config)
+        with default_dtype(self.dtype), torch.device(self.device):
+            self.model = Qwen3ForCausalLM(model_config, Shard(rank, config.tensor_parallel_size))
         self.bytes_loaded = load_model(self.model, folder)
         self.model.eval()
         self.sampler = Sampler()

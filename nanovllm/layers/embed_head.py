@@ -17,16 +17,16 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from nanovllm.layers.linear import check_shape, tensor_parallel_rank_and_size
+from nanovllm.layers.linear import WHOLE, Shard, check_shape
 
 
 class VocabParallelEmbedding(nn.Module):
-    def __init__(self, vocab_size: int, hidden_size: int):
+    def __init__(self, vocab_size: int, hidden_size: int, shard: Shard = WHOLE):
         super().__init__()
-        self.tp_rank, self.tp_size = tensor_parallel_rank_and_size()
+        self.shard = shard
         self.vocab_size, self.hidden_size = vocab_size, hidden_size
-        self.rows_per_rank = -(-vocab_size // self.tp_size)
-        self.first_row = self.tp_rank * self.rows_per_rank
+        self.rows_per_rank = -(-vocab_size // shard.size)
+        self.first_row = shard.rank * self.rows_per_rank
         self.weight = nn.Parameter(torch.empty(self.rows_per_rank, hidden_size))
         self.weight.weight_loader = self.weight_loader
 
@@ -38,7 +38,7 @@ class VocabParallelEmbedding(nn.Module):
             param.data[:end - self.first_row].copy_(loaded[self.first_row:end])
 
     def forward(self, token_ids: torch.Tensor) -> torch.Tensor:
-        if self.tp_size == 1:
+        if self.shard.size == 1:
             return F.embedding(token_ids, self.weight)
         local = token_ids - self.first_row
         mine = (local >= 0) & (local < self.rows_per_rank)
@@ -53,9 +53,9 @@ class ParallelLMHead(VocabParallelEmbedding):
         """hidden: [rows, hidden_size] (only the rows to sample) -> [rows, vocab_size] on
         GPU 0, None on the others."""
         logits = F.linear(hidden, self.weight)
-        if self.tp_size > 1:
-            on_gpu0 = self.tp_rank == 0
-            slices = [torch.empty_like(logits) for _ in range(self.tp_size)] if on_gpu0 else None
+        if self.shard.size > 1:
+            on_gpu0 = self.shard.rank == 0
+            slices = [torch.empty_like(logits) for _ in range(self.shard.size)] if on_gpu0 else None
             dist.gather(logits, slices, dst=0)
             if not on_gpu0:
                 return None

@@ -19,27 +19,29 @@ from nanovllm.layers.attention import Attention, StepInputs
 from nanovllm.layers.embed_head import ParallelLMHead, VocabParallelEmbedding
 from nanovllm.layers.layernorm import RMSNorm
 from nanovllm.layers.linear import (
+    WHOLE,
     MergedColumnParallelLinear,
     QKVParallelLinear,
     RowParallelLinear,
+    Shard,
 )
 from nanovllm.layers.rotary_embedding import RotaryEmbedding
 from nanovllm.models.model_config import ModelConfig
 
 
 class Qwen3Attention(nn.Module):
-    def __init__(self, config: ModelConfig, rotary: RotaryEmbedding):
+    def __init__(self, config: ModelConfig, rotary: RotaryEmbedding, shard: Shard):
         super().__init__()
         self.qkv_proj = QKVParallelLinear(config.hidden_size, config.head_dim,
                                           config.num_attention_heads,
-                                          config.num_key_value_heads, bias=config.qkv_bias)
+                                          config.num_key_value_heads, config.qkv_bias, shard)
         # This GPU's heads (all of them without tensor parallelism); KV heads may be
         # replicated rather than split, see QKVParallelLinear.
-        self.num_heads = config.num_attention_heads // self.qkv_proj.tp_size
+        self.num_heads = config.num_attention_heads // shard.size
         self.num_kv_heads = self.qkv_proj.num_local_kv_heads
         self.head_dim = config.head_dim
         self.o_proj = RowParallelLinear(config.num_attention_heads * config.head_dim,
-                                        config.hidden_size)
+                                        config.hidden_size, shard=shard)
         self.rotary_emb = rotary  # one table, shared by every layer
         # Qwen3 normalises every head's query and key before the rotation.
         self.q_norm = RMSNorm(config.head_dim, config.rms_norm_eps) if config.qk_norm else None
@@ -76,24 +78,25 @@ class Qwen3MLP(nn.Module):
     # Looked up on the instance, so that torch_compile.py can swap in a compiled version.
     act = staticmethod(silu_and_mul)
 
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: ModelConfig, shard: Shard):
         super().__init__()
         # gate and up side by side: one matrix product computes both
         self.gate_up_proj = MergedColumnParallelLinear(config.hidden_size,
-                                                       [config.intermediate_size] * 2)
-        self.down_proj = RowParallelLinear(config.intermediate_size, config.hidden_size)
+                                                       [config.intermediate_size] * 2, shard=shard)
+        self.down_proj = RowParallelLinear(config.intermediate_size, config.hidden_size,
+                                           shard=shard)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down_proj(self.act(self.gate_up_proj(x)))
 
 
 class Qwen3DecoderLayer(nn.Module):
-    def __init__(self, config: ModelConfig, rotary: RotaryEmbedding):
+    def __init__(self, config: ModelConfig, rotary: RotaryEmbedding, shard: Shard):
         super().__init__()
         self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
-        self.self_attn = Qwen3Attention(config, rotary)
+        self.self_attn = Qwen3Attention(config, rotary, shard)
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
-        self.mlp = Qwen3MLP(config)
+        self.mlp = Qwen3MLP(config, shard)
 
     def forward(self, hidden: torch.Tensor, residual: torch.Tensor | None, inputs: StepInputs):
         if residual is None:  # first layer: the embeddings are the residual stream
@@ -106,12 +109,12 @@ class Qwen3DecoderLayer(nn.Module):
 
 
 class Qwen3Model(nn.Module):
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: ModelConfig, shard: Shard):
         super().__init__()
-        self.embed_tokens = VocabParallelEmbedding(config.vocab_size, config.hidden_size)
+        self.embed_tokens = VocabParallelEmbedding(config.vocab_size, config.hidden_size, shard)
         rotary = RotaryEmbedding(config.head_dim, config.max_position_embeddings,
                                  config.rope_theta)
-        self.layers = nn.ModuleList(Qwen3DecoderLayer(config, rotary)
+        self.layers = nn.ModuleList(Qwen3DecoderLayer(config, rotary, shard)
                                     for _ in range(config.num_hidden_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
 
@@ -133,11 +136,12 @@ class Qwen3ForCausalLM(nn.Module):
         "up_proj": ("gate_up_proj", 1),
     }
 
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: ModelConfig, shard: Shard = WHOLE):
+        """``shard``: which part of a tensor-parallel split this process builds."""
         super().__init__()
         self.config = config
-        self.model = Qwen3Model(config)
-        self.lm_head = ParallelLMHead(config.vocab_size, config.hidden_size)
+        self.model = Qwen3Model(config, shard)
+        self.lm_head = ParallelLMHead(config.vocab_size, config.hidden_size, shard)
         if config.tie_word_embeddings:  # one matrix both embeds tokens and scores them
             self.lm_head.weight = self.model.embed_tokens.weight
 

@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from nanovllm.engine.model_runner import default_dtype
-from nanovllm.layers.linear import building_shard
+from nanovllm.layers.linear import Shard
 from nanovllm.models.model_config import ModelConfig
 from nanovllm.models.qwen3 import Qwen3ForCausalLM
 from nanovllm.utils.loader import load_model
@@ -24,8 +24,8 @@ def copy_of(variant, tmp_path):
 
 
 def load(folder, dtype=torch.float32, rank=0, size=1):
-    with default_dtype(dtype), building_shard(rank, size):
-        model = Qwen3ForCausalLM(ModelConfig.from_folder(folder))
+    with default_dtype(dtype):
+        model = Qwen3ForCausalLM(ModelConfig.from_folder(folder), Shard(rank, size))
     load_model(model, folder)
     return model
 

@@ -40,7 +40,7 @@ from nanovllm.engine.cuda_graph import capture_all
 from nanovllm.engine.model_runner import ModelRunner, prepare
 from nanovllm.engine.parallel import fewest_across_group, free_port, join_group
 from nanovllm.engine.tp_supervisor import Watchdog, leave_group
-from nanovllm.layers.linear import QKVParallelLinear, building_shard
+from nanovllm.layers.linear import QKVParallelLinear, Shard
 from nanovllm.llm import LLM
 from nanovllm.models.model_config import ModelConfig
 from nanovllm.sampling_params import SamplingParams
@@ -104,8 +104,7 @@ def test_fewer_kv_heads_than_gpus_replicates_them():
     q = torch.arange(heads * head_dim * hidden, dtype=torch.float32).view(-1, hidden)
     k, v = 1000 + q[:kv_heads * head_dim], 2000 + q[:kv_heads * head_dim]
     for rank in range(4):
-        with building_shard(rank, 4):
-            layer = QKVParallelLinear(hidden, head_dim, heads, kv_heads)
+        layer = QKVParallelLinear(hidden, head_dim, heads, kv_heads, shard=Shard(rank, 4))
         for name, full in zip("qkv", (q, k, v), strict=True):
             layer.weight.weight_loader(layer.weight, full, name)
         kv_head = rank // 2
