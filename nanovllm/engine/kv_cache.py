@@ -19,13 +19,14 @@ import os
 
 import torch
 
+from nanovllm.layers.linear import kv_heads_per_gpu
 from nanovllm.models.model_config import ModelConfig
 
 
 def block_bytes(model_config: ModelConfig, block_size: int, dtype: torch.dtype,
                 tp_size: int = 1) -> int:
     """Bytes of keys and values that one block holds, over all layers."""
-    kv_heads = max(1, model_config.num_key_value_heads // tp_size)  # one GPU's, maybe replicated
+    kv_heads = kv_heads_per_gpu(model_config.num_key_value_heads, tp_size)
     per_token = 2 * model_config.num_hidden_layers * kv_heads * model_config.head_dim
     return per_token * block_size * dtype.itemsize
 

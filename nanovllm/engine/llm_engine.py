@@ -95,8 +95,6 @@ class LLMEngine:
         else:
             raise ValueError(f"prompt must be a string or a list of token ids, "
                              f"got {type(prompt).__name__}")
-        if not token_ids:
-            raise ValueError("prompt is empty")
         vocab_size = self.model_config.vocab_size
         for position, token_id in enumerate(token_ids):
             if not 0 <= token_id < vocab_size:

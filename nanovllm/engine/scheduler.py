@@ -82,19 +82,18 @@ class Scheduler:
         """Queue a request, or raise ValueError, changing nothing, if it could never run."""
         n, max_len, bs = seq.num_tokens, self.config.max_model_len, self.config.block_size
         if n == 0:
-            raise ValueError(f"sequence {seq.seq_id}: the prompt is empty; it needs >= 1 token")
+            raise ValueError("the prompt is empty; it needs at least one token")
         if min(seq.token_ids) < 0 or max(seq.token_ids) >= 2**31:  # the model inputs are int32
-            raise ValueError(f"sequence {seq.seq_id}: token ids must be ints in [0, 2**31)")
+            raise ValueError("token ids must be ints in [0, 2**31)")
         if n >= max_len:
-            raise ValueError(f"sequence {seq.seq_id}: the prompt has {n} tokens; it must be "
-                             f"shorter than max_model_len={max_len} to leave room for output")
+            raise ValueError(f"the prompt has {n} tokens; it must be shorter than "
+                             f"max_model_len={max_len} to leave room for output")
         # K/V is stored for every token except the last one generated.
-        kv_tokens = min(n + seq.sampling_params.max_tokens, max_len) - 1
-        if -(-kv_tokens // bs) > self.block_manager.num_blocks:
-            raise ValueError(
-                f"sequence {seq.seq_id}: prompt plus max_tokens needs up to {-(-kv_tokens // bs)}"
-                f" KV blocks, but the pool has {self.block_manager.num_blocks} blocks of {bs} "
-                f"tokens; lower max_tokens or give the KV cache more memory")
+        blocks = -(-(min(n + seq.sampling_params.max_tokens, max_len) - 1) // bs)
+        if blocks > self.block_manager.num_blocks:
+            raise ValueError(f"prompt plus max_tokens needs up to {blocks} KV blocks, but the "
+                             f"pool has {self.block_manager.num_blocks} blocks of {bs} tokens; "
+                             f"lower max_tokens or give the KV cache more memory")
         self.waiting.append(seq)
 
     def is_finished(self) -> bool:

@@ -1,28 +1,19 @@
 """torch.compile for the small element-wise pieces: norms and activation.
 
-A decode step of a small model is hundreds of tiny kernels. Matrix products and
-attention are a few each, but the glue around them is many: an RMSNorm in eager
-PyTorch is six kernels (cast, square, mean, rsqrt, multiply, multiply), the gated
-activation two, and each kernel reads and writes its whole input. A CUDA graph takes
-away the launch cost but not the kernels themselves, each of which still costs a few
-microseconds. ``torch.compile`` traces such a piece and generates one fused Triton
-kernel for it, so the data crosses memory once.
+An RMSNorm in eager PyTorch is six kernels (cast, square, mean, rsqrt, two multiplies),
+the gated activation two, and each reads and writes its whole input. A CUDA graph takes
+away their launch cost but not the kernels themselves. ``torch.compile`` traces such a
+piece and generates one fused Triton kernel for it, so the data crosses memory once.
 
 Only the pieces the layers expose as plain functions are compiled (``PIECES``), never
-the whole model: the attention kernels are our own, the matrix products are cuBLAS'
-already, and a small compiled surface keeps start-up short. The attention block's
-per-head query and key norms and its rotary embedding are not compiled either: they are
-one Triton kernel of our own (``kernels/qk_norm_rotary.py``) where torch.compile would
-make four. Each function is compiled once per process with ``dynamic=True`` (the number
-of tokens is a symbol, so one kernel serves every batch size) and shared by all the
-modules that use it.
+the whole model: the attention kernels are our own, the matrix products are cuBLAS',
+and a small compiled surface keeps start-up short. Each function is compiled once per
+process with ``dynamic=True`` (the number of tokens is a symbol, so one kernel serves
+every batch size). ``ModelRunner`` compiles on a GPU only, if ``enable_torch_compile``.
 
 If the compiler fails (no working toolchain, an unsupported op), the piece falls back to
 eager PyTorch with a warning: compiling is an optimisation, never a requirement. An error
-that is not the compiler's (out of memory, say) is the step's, and propagates as it would
-without compiling; the piece stays compiled. CPU runs
-never compile (``ModelRunner`` only calls this on a GPU, when
-``Config.enable_torch_compile`` is set).
+that is not the compiler's (out of memory, say) is the step's, and propagates.
 """
 
 import functools

@@ -281,6 +281,34 @@ class Supervisor:
                 pass
 
 
+@contextlib.contextmanager
+def supervised_worker(conn):
+    """A worker's life: it ignores Ctrl-C (the terminal sends it to every process of the
+    job; shutting down is the driver's call), prints its stacks on SIGUSR1 (the watchdog
+    asks before killing a hung worker), and on any error sends the driver its traceback
+    and exits at once, with no clean-up that could wait on the GPU."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    try:
+        yield
+    except Exception:
+        try:
+            conn.send(("error", shortened(traceback.format_exc())))
+        except OSError:
+            pass
+        os._exit(1)  # the driver learns of the failure when we end
+
+
+def next_step(conn):
+    """The next step's inputs from the driver, or None for STOP. If the driver is gone
+    (maybe mid-step, with a collective still spinning), leave the group and exit."""
+    try:
+        return pickle.loads(conn.recv_bytes())
+    except EOFError:
+        leave_group()  # bounded; aborting the group ends it
+        os._exit(0)
+
+
 def join_all(processes: dict, within_s: float) -> None:
     """Wait until every process has exited, or ``within_s`` has passed, whichever is first."""
     deadline = time.monotonic() + within_s

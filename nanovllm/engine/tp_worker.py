@@ -12,54 +12,32 @@ The control channel is one pipe per worker:
 * worker -> driver: ``("ready",)`` once, or ``("error", traceback)`` just before it exits
   because something failed.
 
-A worker ignores Ctrl-C (the terminal sends it to every process of the job): shutting
-down is the driver's call. On SIGUSR1 it prints its Python stacks (the driver's watchdog
-asks before killing a hung worker). If the driver disappears, the pipe reports end-of-file and
-the worker exits, so it is never left behind.
+How a worker fails, ignores Ctrl-C and never outlives its driver is in
+``tp_supervisor.py`` (``supervised_worker``, ``next_step``).
 """
 
-import faulthandler
-import os
 import pickle
-import signal
-import traceback
 
 import torch
 
 from nanovllm.engine.model_runner import ModelRunner
 from nanovllm.engine.parallel import STARTUP_STEPS, join_group
-from nanovllm.engine.tp_supervisor import leave_group, shortened
+from nanovllm.engine.tp_supervisor import leave_group, next_step, supervised_worker
 
 STOP = pickle.dumps(None)
 
 
 def worker_main(rank: int, config, model_config, folder, port: int, conn) -> None:
     """Entry point of worker ``rank``'s process (started by ``tp_runner``)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    faulthandler.register(signal.SIGUSR1, all_threads=True)  # the watchdog asks on a hang
     device = torch.device(config.device)  # resolved by the driver: "cpu" or "cuda"
     if device.type == "cpu":
         torch.set_num_threads(1)  # N processes share the cores; one thread each
-    try:
+    with supervised_worker(conn):
         join_group(rank, config.tensor_parallel_size, port, device,
                    STARTUP_STEPS * config.tp_timeout_s)
         runner = ModelRunner(config, model_config, folder, rank)
         conn.send(("ready",))
-        while True:
-            try:
-                message = conn.recv_bytes()
-            except EOFError:  # the driver is gone, maybe mid-step: a collective may still spin
-                leave_group()  # bounded; aborting the group ends it
-                os._exit(0)  # no clean-up that could wait on the GPU
-            inputs = pickle.loads(message)
-            if inputs is None:
-                break
+        while (inputs := next_step(conn)) is not None:
             runner.run_inputs(inputs, sampling=None)
-    except Exception:
-        try:
-            conn.send(("error", shortened(traceback.format_exc())))
-        except OSError:
-            pass
-        os._exit(1)  # at once, no clean-up: the driver learns of the failure when we end
     runner.graphs = None  # STOP: the CUDA graphs hold NCCL collectives; drop them first
     leave_group()

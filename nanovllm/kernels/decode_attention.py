@@ -1,14 +1,9 @@
 """Paged decode attention: one new query token per sequence, keys and values from the cache.
 
-In a decode step every sequence contributes exactly one token, whose query must attend
-to all of that sequence's earlier tokens. Those tokens' keys and values are already in
-the paged cache, scattered over the blocks that the sequence's *block table* lists in
-order: logical block ``j`` of the sequence is physical block ``block_table[j]``.
-
-Decode attention does almost no arithmetic per byte: every cached key and value is read
-once and used for one dot product per query head. Its speed is memory bandwidth, so the
-Triton kernel is organised around reading the cache once, in large pieces, with the
-whole GPU busy:
+The plain version is ``layers/attention.paged_attention``. Decode attention does almost
+no arithmetic per byte: every cached key and value is read once and used for one dot
+product per query head. Its speed is memory bandwidth, so the kernel is organised around
+reading the cache once, in large pieces, with the whole GPU busy:
 
 * **One program per (sequence, kv head, split).** Grouped-query attention lets several
   query heads share one kv head (Qwen3-0.6B: 2 per kv head). A program takes all of
@@ -18,16 +13,13 @@ whole GPU busy:
 * **Tiles of BLOCK_N tokens.** A tile spans several cache blocks; its rows are gathered
   through the block table, and the scores of the whole tile come from one ``tl.dot``.
 * **Online softmax** (``attention_tile.py``): the score row is never materialised.
-* **Split-K for small batches.** With 256 sequences there are 2,048 programs (x 8 kv
-  heads) and the GPU is full. With one sequence there would be 8, and most of the H100's
-  132 multiprocessors would idle while 8 of them walked a long context. So the context
-  is cut into ``num_splits`` pieces handled by separate programs; each writes its partial
-  result with its log-sum-exp (the maximum and the sum in one number), and a second,
-  tiny kernel combines the pieces exactly: ``out = sum_s w_s * out_s`` with
-  ``w_s = exp(lse_s - lse)``, where ``lse`` is the log-sum-exp over all pieces.
+* **Split-K for small batches.** One sequence with 8 kv heads makes 8 programs, and
+  most multiprocessors would idle while 8 of them walked a long context. So the context
+  is cut into ``num_splits`` pieces; each writes its partial result with its log-sum-exp,
+  and a second, tiny kernel combines them exactly: ``out = sum_s exp(lse_s - lse) out_s``.
   ``num_splits`` depends only on the batch size, so a CUDA graph captured for one batch
-  size always launches the same grid; it is a run-time argument, not a compile-time
-  constant, so that eager runs at many batch sizes compile the kernel only once.
+  size always launches the same grid; it is a run-time argument, so that eager runs at
+  many batch sizes compile the kernel only once.
 """
 
 from __future__ import annotations

@@ -37,6 +37,12 @@ class Shard:
 WHOLE = Shard()  # the whole model, in one process
 
 
+def kv_heads_per_gpu(num_kv_heads: int, tp_size: int) -> int:
+    """KV heads each GPU holds: an even split, or one replicated when there are fewer than
+    GPUs (see ``QKVParallelLinear``)."""
+    return max(1, num_kv_heads // tp_size)
+
+
 def check_shape(expected, loaded) -> None:
     if tuple(expected) != tuple(loaded.shape):
         raise ValueError(f"expected shape {tuple(expected)}, got {tuple(loaded.shape)}")
@@ -117,7 +123,7 @@ class QKVParallelLinear(MergedColumnParallelLinear):
     def __init__(self, hidden_size: int, head_dim: int, num_heads: int, num_kv_heads: int,
                  bias: bool = False, shard: Shard = WHOLE):
         self.head_dim, self.num_kv_heads = head_dim, num_kv_heads
-        self.num_local_kv_heads = max(1, num_kv_heads // shard.size)
+        self.num_local_kv_heads = kv_heads_per_gpu(num_kv_heads, shard.size)
         super().__init__(hidden_size, [num_heads * head_dim, num_kv_heads * head_dim,
                                        num_kv_heads * head_dim], bias, shard)
 

@@ -15,11 +15,12 @@ reads a field and names the file, the field, what is allowed and what was found.
 
 import functools
 import json
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
+
+from nanovllm.config import is_int, is_real
 
 # architecture name -> does it normalise q and k per head?
 QK_NORM_BY_ARCHITECTURE = {
@@ -38,17 +39,8 @@ class Kind(NamedTuple):
     allowed: str
 
 
-def is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)  # JSON true is no number
-
-
-def is_number(value) -> bool:
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and math.isfinite(value))
-
-
 POSITIVE_INT = Kind(lambda v: is_int(v) and v > 0, "a positive integer")
-POSITIVE_NUMBER = Kind(lambda v: is_number(v) and v > 0, "a positive number")
+POSITIVE_NUMBER = Kind(lambda v: is_real(v) and v > 0, "a positive number")
 BOOL = Kind(lambda v: isinstance(v, bool), "true or false")
 TEXT = Kind(lambda v: isinstance(v, str), "a string")
 OBJECT = Kind(lambda v: isinstance(v, dict), "a JSON object")
@@ -138,39 +130,22 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, raw: dict, source: str = "config.json") -> "ModelConfig":
+        """The fields this decoder reads, each checked for its kind (``source`` names the file
+        in errors); a setting that selects something it cannot do is refused."""
         if not isinstance(raw, dict):
             raise ValueError(f"{source}: expected a JSON object, got {json_type(raw)}")
         get = functools.partial(setting, raw, source)
-
-        def fail(message: str) -> ValueError:
-            return ValueError(f"{source}: {message}")
-
-        architectures, model_type = get("architectures", NAMES, []), get("model_type", TEXT, "")
-        architecture = architectures[0] if architectures else ARCHITECTURE_BY_MODEL_TYPE.get(
-            model_type, "")
-        if architecture not in QK_NORM_BY_ARCHITECTURE:
-            raise fail(f"architecture {architecture or model_type or None!r} is not supported; "
-                       f"expected one of {sorted(QK_NORM_BY_ARCHITECTURE)}")
-        vocab_size, hidden_size, num_heads = (
-            get(key, POSITIVE_INT) for key in ("vocab_size", "hidden_size", "num_attention_heads"))
+        architecture = read_architecture(get, source)
         for key, value in ONLY_SUPPORTED.items():
             get(key, only(value), value)
-        rope = get("rope_parameters", OBJECT, {}) or get("rope_scaling", OBJECT, {})
-        rope_type = rope.get("rope_type", rope.get("type", "default"))
-        if rope_type != "default":
-            raise fail(f"rope type {rope_type!r} is not supported; expected 'default' (no scaling)")
+        rope = read_rope(get, source)
+        vocab_size, hidden_size, num_heads = (
+            get(key, POSITIVE_INT) for key in ("vocab_size", "hidden_size", "num_attention_heads"))
         num_kv_heads = get("num_key_value_heads", POSITIVE_INT, num_heads)
-        if num_heads % num_kv_heads:
-            raise fail(f"num_attention_heads ({num_heads}) must be a multiple of "
-                       f"num_key_value_heads ({num_kv_heads})")
         head_dim = get("head_dim", POSITIVE_INT, None)
-        if head_dim is None and hidden_size % num_heads:
-            raise fail(f"hidden_size ({hidden_size}) must be a multiple of num_attention_heads "
-                       f"({num_heads}) when head_dim is not given")
+        check_heads(source, hidden_size, num_heads, num_kv_heads, head_dim)
         rope_theta = get("rope_theta", POSITIVE_NUMBER, None) or setting(
             rope, f"{source}: rope_parameters", "rope_theta", POSITIVE_NUMBER, 10000.0)
-        eos = get("eos_token_id", token_ids(vocab_size), None)
-        bos = get("bos_token_id", token_ids(vocab_size), None)
         return cls(
             architecture=architecture,
             vocab_size=vocab_size,
@@ -187,9 +162,39 @@ class ModelConfig:
             qkv_bias=get("attention_bias", BOOL, architecture == "Qwen2ForCausalLM"),
             qk_norm=QK_NORM_BY_ARCHITECTURE[architecture],
             torch_dtype=get("dtype", TEXT, None) or get("torch_dtype", TEXT, "float32"),
-            eos_token_id=first(eos),
-            bos_token_id=first(bos),
+            eos_token_id=first(get("eos_token_id", token_ids(vocab_size), None)),
+            bos_token_id=first(get("bos_token_id", token_ids(vocab_size), None)),
         )
+
+
+def read_architecture(get, source: str) -> str:
+    architectures, model_type = get("architectures", NAMES, []), get("model_type", TEXT, "")
+    architecture = (architectures[0] if architectures
+                    else ARCHITECTURE_BY_MODEL_TYPE.get(model_type, ""))
+    if architecture not in QK_NORM_BY_ARCHITECTURE:
+        raise ValueError(f"{source}: architecture {architecture or model_type or None!r} is not "
+                         f"supported; expected one of {sorted(QK_NORM_BY_ARCHITECTURE)}")
+    return architecture
+
+
+def read_rope(get, source: str) -> dict:
+    """The rotary settings; scaled variants (YaRN, Llama 3's) change the angles: refused."""
+    rope = get("rope_parameters", OBJECT, {}) or get("rope_scaling", OBJECT, {})
+    rope_type = rope.get("rope_type", rope.get("type", "default"))
+    if rope_type != "default":
+        raise ValueError(f"{source}: rope type {rope_type!r} is not supported; expected "
+                         f"'default' (no scaling)")
+    return rope
+
+
+def check_heads(source: str, hidden_size: int, num_heads: int, num_kv_heads: int,
+                head_dim: int | None) -> None:
+    if num_heads % num_kv_heads:
+        raise ValueError(f"{source}: num_attention_heads ({num_heads}) must be a multiple of "
+                         f"num_key_value_heads ({num_kv_heads})")
+    if head_dim is None and hidden_size % num_heads:
+        raise ValueError(f"{source}: hidden_size ({hidden_size}) must be a multiple of "
+                         f"num_attention_heads ({num_heads}) when head_dim is not given")
 
 
 def first(ids: int | list[int] | None) -> int | None:
