@@ -6,13 +6,10 @@ prompt in input order, whatever order they finished in. A prompt the engine cann
 run (empty, too long, ids outside the vocabulary, ...) does not stop the others: its
 output carries ``finish_reason="error"`` and the reason in ``error``.
 
-``stream`` runs the same requests but yields a ``TokenEvent`` for every token as it is
-produced, so a caller can print text while it is being generated.
-
-The engine runs one call's requests at a time, and a call that ends early gives its
-requests up: Ctrl-C or any exception inside ``generate`` aborts them before it
-propagates, and so does a stream that is closed or dropped before its end. ``abort``
-ends one request of the running call, or all of them, at once.
+``stream`` yields a ``TokenEvent`` for every token as it is produced. One call's requests
+run at a time, and a call that ends early gives them up: Ctrl-C or any exception in
+``generate``, or a stream closed or dropped before its end, aborts them. ``abort`` ends
+one request of the running call, or all of them, at once.
 """
 
 import time

@@ -2,27 +2,21 @@
 
 A decode step of a small model is short on the GPU but long on the CPU: hundreds of
 kernel launches, each costing microseconds of Python and driver time. A CUDA graph
-records the launches of one step once; replaying it launches them all at once. The
-price is that a graph is frozen: its tensors' addresses and shapes never change. So we
-capture one graph per batch size (1, 2, 4, 8, then steps of 16), all reading from the
-same static input buffers, copy each step's inputs into those buffers, round the batch
-up to the next captured size, and replay. Padding rows get slot -1 (nothing stored) and
-context length 0; what they compute is discarded.
-
-Filling the buffers must be cheap too, or the host's share of the step comes back: the
-static inputs are views of *one* device buffer with a page-locked twin on the host
-(``StaticInputs``). The host writes the step's values into the twin with numpy and the
-whole of it travels in one copy.
+records the launches of one step once; replaying it launches them all at once. A graph
+is frozen (its tensors' addresses and shapes never change), so one is captured per batch
+size (1, 2, 4, 8, then steps of 16), all reading the same static input buffers: a step
+fills them, rounds the batch up to the next captured size and replays. Padding rows get
+slot -1 (nothing stored) and context length 0; what they compute is discarded. The
+buffers are views of one device tensor with a pinned twin on the host, filled with numpy
+and sent in one copy (``StaticInputs``).
 
 Each size has two graphs: the model with its LM head, then the sampler (its random
-numbers come from per-row keys, an input like any other: see ``kernels/sample.py``). A
-step whose requests use top-k or top-p samples eagerly from the first graph's logits
-instead. Under tensor parallelism every rank captures the same forward graphs, with the
-same collectives in the same order, and every rank stops at the same size if one fails.
-
-Only decode-only batches use graphs: their shapes depend on the batch size alone.
-Prefill shapes vary with prompt lengths, and a prefill step is long enough on the GPU
-that launch overhead matters little.
+numbers come from per-row keys, an input like any other). A step whose requests use
+top-k or top-p samples eagerly from the first graph's logits instead. Under tensor
+parallelism every rank captures the same graphs, with the same collectives in the same
+order, and every rank stops at the same size if one fails. Only decode-only batches use
+graphs: their shapes depend on the batch size alone, and a prefill step is long enough
+on the GPU that launch overhead matters little.
 """
 
 from collections.abc import Callable
@@ -90,10 +84,9 @@ class StaticInputs:
 
 def capture_all(sizes: list[int], capture_one: Callable[[int], None],
                 agree: Callable[[bool], bool]) -> None:
-    """``capture_one(size)`` for every size, largest first (the smaller ones then share its
-    memory). ``agree(ok)`` is True only if every rank's capture of that size succeeded, so
-    all ranks stop at the same size: one still capturing would wait in a collective for one
-    that gave up."""
+    """``capture_one(size)`` for every size, largest first (the smaller ones share its
+    memory). ``agree(ok)`` is True if every rank's capture of that size succeeded, so all
+    ranks stop at the same size (one still capturing would wait for one that gave up)."""
     for size in reversed(sizes):
         try:
             capture_one(size)

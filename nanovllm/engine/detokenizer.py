@@ -3,12 +3,10 @@
 Decoding token by token and concatenating goes wrong: a byte-level tokenizer may spread
 one character over several tokens (UTF-8 is up to 4 bytes), and many tokenizers decide
 spacing by looking at neighbouring tokens. Decoding the whole completion after every
-token is right, but its cost grows with the completion, on every token. So the
-detokenizer decodes a short window instead: the tokens it read last time (for context)
-plus the new ones, and keeps what the new ones add to the text. While the window ends in
-an incomplete character (decoders show U+FFFD) it waits for the next token. When the
-request ends, the whole completion is decoded once, so the final text is exactly what
-decoding all of it gives.
+token is right, but costs more the longer it grows. So the detokenizer decodes a short
+window: the tokens it read last time (for context) plus the new ones, and keeps what the
+new ones add. While the window ends in an incomplete character (U+FFFD) it waits. When the
+request ends, the whole completion is decoded once, so the final text is exactly that.
 
 Stop strings are searched in the text as it grows, so one found across token boundaries,
 or inside a multi-byte character's tokens, counts the same. Text that a stop string found

@@ -3,20 +3,15 @@
 On a GPU the step's preparation runs on the CPU while the GPU waits for it, every decode
 step, so three things make it cheap:
 
-* **Whole arrays, not loops.** Positions and slots come from numpy arithmetic on
-  arrays of every token (``np.repeat`` says which sequence each token belongs to). A
-  decode-only batch, most steps, takes each sequence's ``last_token_id`` instead of
-  slicing token lists.
-* **Block tables converted once.** Converting every table from Python ints every step
-  would cost more than all the rest (256 sequences hold tens of thousands of blocks),
-  yet a table gains a block only every ``block_size`` tokens. Each sequence's table is
-  kept as an array with the list it was made from, and made again only when the table
-  is a different list (admission, preemption) or a longer one; the block manager never
-  edits an entry in place.
-* **One copy from pinned memory.** Every array is packed into one page-locked host
-  buffer, pinned once and refilled every step, and travels in one copy (each copy has a
-  fixed cost of several microseconds, whatever its size); the device tensors are views
-  of the one device buffer.
+* **Whole arrays, not loops**: numpy arithmetic on arrays of every token; a decode-only
+  batch, most steps, takes each sequence's ``last_token_id`` instead of slicing lists.
+* **Block tables converted once**: 256 sequences hold tens of thousands of blocks, yet a
+  table gains one only every ``block_size`` tokens. A table's array is made again only
+  when the table is another list (admission, preemption) or a longer one; the block
+  manager never edits an entry in place.
+* **One copy from pinned memory**: every array is packed into one page-locked buffer,
+  pinned once, and travels in one copy (each copy has a fixed cost of microseconds,
+  whatever its size); the device tensors are views of the one device buffer.
 """
 
 import weakref

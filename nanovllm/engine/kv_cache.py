@@ -8,11 +8,9 @@ layer's attention gets views ``cache[0, layer]`` and ``cache[1, layer]``, each s
 
 How many blocks? Exactly ``Config.num_kvcache_blocks`` when that is set. Otherwise:
 
-* on a GPU, whatever is left of ``gpu_memory_utilization`` of the card once the weights
-  are loaded (and anything else already on the card) and room is kept for the largest
-  step's activations, which the model runner measures with a warm-up step;
-* on a CPU, the ``cpu_kvcache_gib`` budget (system memory is shared with everything
-  else, so we take a fixed budget rather than "what is free").
+* on a GPU, what is left of ``gpu_memory_utilization`` of the card once the weights (and
+  anything else on it) and the largest step's activations, measured, have their room;
+* on a CPU, the ``cpu_kvcache_gib`` budget: system memory is shared with everything else.
 """
 
 import os

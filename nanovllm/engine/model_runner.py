@@ -10,14 +10,11 @@ That is the plain path, the one a CPU takes. A GPU waits for the host every step
 there the inputs are built with numpy and sent in one copy (``fast_inputs.py``), and a
 decode step replays a CUDA graph (``cuda_graph.py``): the same step, faster.
 
-Set-up decides where and how the model runs (``device``: CUDA when present;
-``dtype``: the checkpoint's on a GPU, float32 on a CPU), loads the weights, measures
-the largest step's activation memory with a warm-up step (GPU), sizes the KV cache
-from what is left, and captures CUDA graphs for decode steps unless ``enforce_eager``.
-
-With tensor parallelism every process runs one ``ModelRunner`` holding its ``rank``'s
-shard, and every rank runs every step; only rank 0 (the driver) gets logits and
-samples. See ``tp_runner.py`` for how the driver keeps the others in step.
+Set-up picks the device (CUDA when present) and dtype (the checkpoint's on a GPU,
+float32 on a CPU), loads the weights, measures the largest step's activations (GPU),
+sizes the KV cache from what is left, and captures CUDA graphs unless ``enforce_eager``.
+Under tensor parallelism every process runs one ``ModelRunner`` holding its ``rank``'s
+shard; only rank 0 gets logits and samples (``tp_runner.py``).
 """
 
 import contextlib

@@ -1,13 +1,10 @@
 """Joining the tensor-parallel group: which sizes work, the environment, the process group.
 
 Every process of a tensor-parallel engine (the driver is rank 0, the workers ranks 1 to
-N-1) calls ``join_group`` once, then builds its shard of the model. The collectives the
-layers call (all-reduce, gather) then run over this group: NCCL between GPUs, gloo
-between CPU processes.
-
-NVLink multicast stays off (``NO_MULTICAST``): on shared multi-GPU hosts a program
-using it can take the GPUs out of service. The variables are set in the driver before
-it starts workers (children inherit them) and again in each process before NCCL starts.
+N-1) calls ``join_group`` once, then builds its shard of the model; the layers'
+collectives run over this group: NCCL between GPUs, gloo between CPU processes. NVLink
+multicast stays off (``NO_MULTICAST``): on shared multi-GPU hosts a program using it can
+take the GPUs out of service.
 """
 
 import os

@@ -29,8 +29,8 @@ class Sequence:
     ``num_cached_tokens`` is how many of those tokens the prefix cache supplied when the
     sequence was last admitted (work saved, not done).
 
-    ``num_tokens`` and ``last_token_id`` are kept as plain attributes rather than derived from
-    ``token_ids``: the scheduler and the model inputs read them for every sequence every step.
+    ``num_tokens`` and ``last_token_id`` are plain attributes, not derived from ``token_ids``:
+    the scheduler and the model inputs read them for every sequence every step.
     """
 
     _next_id = itertools.count()

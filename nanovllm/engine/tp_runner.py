@@ -11,14 +11,10 @@ talking through gloo. The engine uses it exactly like a ``ModelRunner``. Each st
 3. samples from the logits gathered on rank 0 and returns the tokens.
 
 A worker gets numbers, not sequences: unpickling a few arrays is a copy, while the
-batch's ``Sequence`` objects would take far longer to unpickle, time during which the
-driver's GPU waits at the first all-reduce. Nothing comes back on the pipes during a
-step: when step 2 returns, every rank has taken part in every collective of it.
-
-What happens when a worker dies or hangs, and how the runner always gets out, is the
-``Supervisor``'s part (``tp_supervisor.py``). ``close()`` (also ``LLM.close()``,
-``with LLM(...)``, and at interpreter exit) drops the CUDA graphs, stops the workers,
-leaves the group, and only then frees the GPU memory.
+batch's ``Sequence`` objects would take far longer, time the driver's GPU spends waiting
+at the first all-reduce. Nothing comes back on the pipes during a step: when step 2
+returns, every rank has taken part in every collective of it. A worker that dies or
+hangs is the ``Supervisor``'s part (``tp_supervisor.py``).
 """
 
 import dataclasses

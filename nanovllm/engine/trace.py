@@ -30,10 +30,8 @@ from __future__ import annotations
 
 import json
 
-from nanovllm.config import Config
 from nanovllm.engine.scheduler import ScheduledBatch, Scheduler
 from nanovllm.engine.sequence import Sequence, SequenceStatus
-from nanovllm.sampling_params import SamplingParams
 
 SCHEMA = "nanovllm.trace/1"
 
@@ -102,26 +100,3 @@ def _request(seq: Sequence) -> dict:
     return {"seq_id": seq.seq_id, "prompt_token_ids": seq.prompt_token_ids,
             "max_tokens": p.max_tokens, "ignore_eos": p.ignore_eos,
             "stop_token_ids": list(p.stop_token_ids)}
-
-
-def replay(trace: dict) -> dict:
-    """Run a trace's requests through a fresh Scheduler, feeding back its sampled tokens.
-
-    Returns the new trace. It equals the input exactly when the scheduler still behaves as it
-    did when the trace was recorded; otherwise it differs, or a step's sampled tokens no longer
-    fit its batch and ``postprocess`` raises ValueError. This is how recorded traces (in the
-    book, or a simulator's test data) are checked for drift.
-    """
-    c = dict(trace["config"])
-    eos_token_id = c.pop("eos_token_id")
-    scheduler = Scheduler(Config(**c), eos_token_id)
-    recorder = TraceRecorder(scheduler)
-    for step in trace["steps"]:
-        for r in step["added"]:
-            params = SamplingParams(max_tokens=r["max_tokens"], ignore_eos=r["ignore_eos"],
-                                    stop_token_ids=r["stop_token_ids"])
-            scheduler.add(Sequence(r["prompt_token_ids"], params, seq_id=r["seq_id"]))
-        batch = scheduler.schedule()
-        scheduler.postprocess(batch, step["sampled_token_ids"])
-        recorder.record_step(batch, step["sampled_token_ids"])
-    return recorder.to_dict()

@@ -1,29 +1,17 @@
 """Causal attention for a ragged batch of prompt chunks, reading keys and values from the cache.
 
-A prefill batch packs several sequences' new tokens end to end ("varlen"): sequence
-``i`` owns query rows ``cu_seqlens_q[i] : cu_seqlens_q[i + 1]``. Its chunk need not
-start at position 0: with a prefix-cache hit, or in the second chunk of a chunked
-prefill, the first ``context_len - query_len`` tokens are already in the cache. Since
-the runner stores the new tokens' keys and values *before* attention runs, every key a
-query may see is in the paged cache, so one rule covers every case:
+The maths is ``layers/attention.paged_attention``'s: query row r of sequence i sits at
+position ``context_len - query_len + r`` and attends to the cached tokens up to it. A
+decode token is the case query_len = 1, so mixed batches of prefill chunks and decode
+tokens run through this one kernel.
 
-    query row r of sequence i sits at position  p = context_len - query_len + r
-    and attends to the cached tokens at positions 0 .. p (causal).
-
-A decode token is the special case query_len = 1, which is how mixed batches of
-prefill chunks and decode tokens run through this one kernel.
-
-The Triton kernel gives each program a tile of BLOCK_M query rows of one sequence and
-one head, and walks that sequence's keys in tiles of BLOCK_N tokens (gathered through
-the block table, so a tile may span several cache blocks) with an online softmax: two
-matrix products per key tile, ``scores = Q K^T`` and ``acc += P V``, with the running
-maximum and sum rescaled (``attention_tile.py``). It stops at the last key the tile's
-last row may see, so a causal prompt does about half the work of a full square.
-
-Tile sizes for the H100: 64 x 64 with head_dim 128 keeps the query tile, the
-accumulator and one key and one value tile in registers and shared memory with room
-for the software pipeline (``num_stages``) to prefetch the next key tile while the
-tensor cores work on this one.
+Each program takes a tile of BLOCK_M query rows of one sequence and one head, and walks
+that sequence's keys in tiles of BLOCK_N tokens with an online softmax
+(``attention_tile.py``): two matrix products per key tile, ``scores = Q K^T`` and
+``acc += P V``. It stops at the last key the tile's last row may see, so a causal prompt
+does about half the work of a full square. 64 x 64 tiles with head_dim 128 keep the
+query tile, the accumulator and one key and one value tile on chip with room for the
+software pipeline (``num_stages``) to fetch the next key tile while this one is used.
 """
 
 from __future__ import annotations

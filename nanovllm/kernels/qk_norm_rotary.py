@@ -1,12 +1,10 @@
 """Normalise and rotate every query and key head in one kernel.
 
-Between the QKV projection and attention, each layer of Qwen3 does four small things to
-its new queries and keys: RMSNorm over each query head (``q_norm``), the same over each
-key head (``k_norm``), then the rotary embedding of q and of k. Even fused by
-``torch.compile`` that is four kernels per layer, each reading and writing its tensor,
-and in a decode step each one moves a few kilobytes: their cost is almost all launch
-latency (a few microseconds apiece, times 28 layers, every step). None of them needs
-anything beyond the head it works on, so one kernel can do all four:
+Between the QKV projection and attention, each layer of Qwen3 normalises every query
+head (``q_norm``) and key head (``k_norm``), then rotates q and k (RoPE). As layers that
+is four kernels per layer, each moving a few kilobytes in a decode step: their cost is
+almost all launch latency. None needs more than the head it works on, so one kernel does
+all four:
 
 * **One program per token.** It loads the token's angle row (``cos`` and ``sin`` at its
   position) once, then takes all the token's query heads as one small tile, and all its

@@ -1,11 +1,6 @@
-"""Write this step's keys and values into the paged KV cache (``layers/attention.store_kv``).
-
-The cache is a pool of fixed-size blocks; a sequence's tokens are scattered over the
-blocks its block table names. The scheduler has already decided where every new token
-goes, as a *slot*: ``slot = block_id * block_size + offset_in_block``. Flattening the
-cache to ``[num_blocks * block_size, kv_heads, head_dim]`` makes a slot a row index,
-so storing is a scatter: row ``t`` of ``key`` goes to row ``slot_mapping[t]`` of the
-cache. A slot of -1 means "padding, store nothing" (CUDA-graph batches are padded).
+"""Write this step's keys and values into the paged KV cache: ``layers/attention.store_kv``
+as one program per token. Row ``t`` of ``key`` goes to cache row ``slot_mapping[t]`` (the
+cache seen as one row per slot); slot -1 is padding, stored nowhere.
 """
 
 from __future__ import annotations

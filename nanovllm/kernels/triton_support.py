@@ -1,14 +1,11 @@
 """Load Triton only where it can run, so the kernels' files import everywhere.
 
-Each kernel file holds two implementations of one piece of maths: a Triton kernel for
-NVIDIA GPUs and a plain-torch reference that runs anywhere. A CPU-only machine may not
-have Triton installed, and importing it there would gain nothing, so Triton is loaded
-only when a CUDA GPU is present, or when ``TRITON_INTERPRET=1`` asks Triton to run
-kernels on the CPU through its interpreter (which is how the tests check the kernels
-on machines without a GPU). Elsewhere ``jit`` leaves the kernel a plain Python
-function that nothing launches, and ``tl`` is ``None`` (kernel files use
-``from __future__ import annotations`` so that ``tl.constexpr`` annotations are never
-evaluated).
+The kernels are the GPU's version of maths whose plain torch version (in ``layers/``)
+runs anywhere. A CPU-only machine may not have Triton, and importing it there would gain
+nothing, so Triton is loaded only when a CUDA GPU is present, or when
+``TRITON_INTERPRET=1`` asks it to run kernels on the CPU (how the tests check them
+without a GPU). Elsewhere ``jit`` leaves a kernel a plain function nothing launches, and
+``tl`` is ``None`` (kernel files use ``from __future__ import annotations``).
 """
 
 import importlib
@@ -38,11 +35,6 @@ def jit(kernel=None, **options):
     if kernel is None:
         return lambda function: jit(function, **options)
     return triton.jit(kernel, **options) if triton is not None else kernel
-
-
-def use_triton(tensor: torch.Tensor) -> bool:
-    """Run the Triton kernel for this tensor? Only on a CUDA device with Triton loaded."""
-    return triton is not None and tensor.is_cuda
 
 
 def require_triton() -> None:

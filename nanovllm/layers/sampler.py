@@ -22,9 +22,8 @@ being preempted and recomputed. Requests without a seed get keys from the engine
 generator (seeded from ``Config.seed``), so a given workload is reproducible.
 
 On a GPU the race is one Triton kernel that makes the same random numbers inside it
-(``kernels/sample.py``). Nothing here asks the GPU a question whose answer the host
-already knows ("does any row truncate?" would stop the CPU until the GPU catches up):
-``SamplingValues.from_params`` works that out from the parameters.
+(``kernels/sample.py``). Nothing here asks the GPU what the host knows ("does any row
+truncate?" would stop the CPU until the GPU catches up): ``from_params`` works it out.
 """
 
 import struct

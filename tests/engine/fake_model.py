@@ -12,9 +12,11 @@ from __future__ import annotations
 
 from collections import Counter
 
+from nanovllm.config import Config
 from nanovllm.engine.block_manager import compute_block_key
 from nanovllm.engine.scheduler import ScheduledBatch, Scheduler, is_decode
 from nanovllm.engine.sequence import Sequence, SequenceStatus
+from nanovllm.engine.trace import TraceRecorder
 from nanovllm.sampling_params import SamplingParams
 
 VOCAB = 40
@@ -148,3 +150,25 @@ class InvariantChecker:
             j, tokens = self.known[key]
             assert block.key == key and block.token_ids == tokens
             assert self.model.kv[block_id] == [(t, j * bs + i) for i, t in enumerate(tokens)]
+
+
+def replay(trace: dict) -> dict:
+    """Run a trace's requests through a fresh Scheduler, feeding back its sampled tokens.
+
+    Returns the new trace. It equals the input exactly when the scheduler still behaves as it
+    did when the trace was recorded; otherwise it differs, or a step's sampled tokens no longer
+    fit its batch and ``postprocess`` raises ValueError.
+    """
+    c = dict(trace["config"])
+    eos_token_id = c.pop("eos_token_id")
+    scheduler = Scheduler(Config(**c), eos_token_id)
+    recorder = TraceRecorder(scheduler)
+    for step in trace["steps"]:
+        for r in step["added"]:
+            params = SamplingParams(max_tokens=r["max_tokens"], ignore_eos=r["ignore_eos"],
+                                    stop_token_ids=r["stop_token_ids"])
+            scheduler.add(Sequence(r["prompt_token_ids"], params, seq_id=r["seq_id"]))
+        batch = scheduler.schedule()
+        scheduler.postprocess(batch, step["sampled_token_ids"])
+        recorder.record_step(batch, step["sampled_token_ids"])
+    return recorder.to_dict()

@@ -10,9 +10,9 @@ same way.
 import pytest
 import torch
 
-from nanovllm.engine.trace import replay
 from nanovllm.llm import LLM
 from nanovllm.sampling_params import SamplingParams
+from tests.engine.fake_model import replay
 from tests.engine.model_fixtures import tiny_checkpoint
 
 GREEDY = SamplingParams(temperature=0.0, max_tokens=24, ignore_eos=True)

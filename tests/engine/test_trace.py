@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from nanovllm import Config, SamplingParams
 from nanovllm.engine.scheduler import Scheduler
 from nanovllm.engine.sequence import Sequence
-from nanovllm.engine.trace import SCHEMA, TraceRecorder, replay
-from tests.engine.fake_model import EOS, FakeModel, run
+from nanovllm.engine.trace import SCHEMA, TraceRecorder
+from tests.engine.fake_model import EOS, FakeModel, replay, run
 from tests.engine.test_random_workloads import Workload, workloads
 
 
