@@ -31,7 +31,6 @@ import numpy as np
 import torch
 
 from nanovllm.bench.workloads import Request, Workload
-from nanovllm.engine.cuda_graph import DecodeGraphs
 from nanovllm.engine.llm_engine import LLMEngine
 from nanovllm.engine.scheduler import Scheduler
 from nanovllm.engine.torch_compile import PIECES, compile_small_ops
@@ -143,7 +142,7 @@ def use_runtime(engine: LLMEngine, cuda_graphs: bool, torch_compile: bool) -> No
     gc.collect()
     torch.cuda.empty_cache()
     if cuda_graphs:
-        runner.graphs = DecodeGraphs.capture(runner, runner.config.max_num_seqs)
+        runner.graphs = runner.capture_graphs()
     changed = dict(enforce_eager=not cuda_graphs, enable_torch_compile=torch_compile)
     engine.config = dataclasses.replace(engine.config, **changed)
     runner.config = dataclasses.replace(runner.config, **changed)

@@ -55,8 +55,8 @@ class Qwen3Attention(nn.Module):
         k = k.view(-1, self.num_kv_heads, self.head_dim)
         v = v.view(-1, self.num_kv_heads, self.head_dim)
         if q.is_cuda:  # the norms and the rotation as one kernel, in place in q and k
-            norms = (self.q_norm.weight, self.k_norm.weight, self.q_norm.eps) if self.q_norm \
-                else (None, None, 0.0)
+            norms = ((None, None, 0.0) if self.q_norm is None
+                     else (self.q_norm.weight, self.k_norm.weight, self.q_norm.eps))
             qk_norm_rotary(inputs.positions, q, k, self.rotary_emb.cos, self.rotary_emb.sin,
                            *norms)
         else:
