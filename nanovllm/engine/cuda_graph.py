@@ -10,13 +10,12 @@ slot -1 (nothing stored) and context length 0; what they compute is discarded. T
 buffers are views of one device tensor with a pinned twin on the host, filled with numpy
 and sent in one copy (``StaticInputs``).
 
-Each size has two graphs: the model with its LM head, then the sampler (its random
-numbers come from per-row keys, an input like any other). A step whose requests use
-top-k or top-p samples eagerly from the first graph's logits instead. Under tensor
+A graph holds the model, its LM head and the sampler (its random numbers come from
+per-row keys, an input like any other). A step whose requests use top-k or top-p replays
+a second graph without the sampler, and samples eagerly from its logits. Under tensor
 parallelism every rank captures the same graphs, with the same collectives in the same
 order, and every rank stops at the same size if one fails. Only decode-only batches use
-graphs: their shapes depend on the batch size alone, and a prefill step is long enough
-on the GPU that launch overhead matters little.
+graphs: their shapes depend on the batch size alone; a prefill step is long anyway.
 """
 
 from collections.abc import Callable
@@ -75,8 +74,7 @@ class StaticInputs:
         self.copied.record()
 
     def host(self) -> SimpleNamespace:
-        """The host twin, once the last copy from it is done (it is, in practice: every step
-        ends by reading its tokens back)."""
+        """The host twin, once the last copy from it is done (every step reads its tokens)."""
         if self.copied is not None:
             self.copied.synchronize()
         return self.on_host
@@ -107,7 +105,7 @@ class DecodeGraphs:
                                    device)
         self.cu_seqlens_q = torch.arange(max_batch + 1, dtype=torch.int32, device=device)
         self.pool = None  # the memory pool every graph shares
-        self.forward_graphs, self.sample_graphs = {}, {}
+        self.graphs, self.unsampled = {}, {}  # size -> graph with the sampler, and without it
         self.logits, self.tokens = {}, {}  # size -> output tensor, rewritten by each replay
 
     def inputs(self, size: int) -> StepInputs:
@@ -127,14 +125,16 @@ class DecodeGraphs:
         return graph, output
 
     def capture_size(self, size: int) -> None:
-        self.forward_graphs[size], self.logits[size] = self.record(
-            lambda: self.model.compute_logits(self.model(self.inputs(size))))
+        def forward():
+            return self.model.compute_logits(self.model(self.inputs(size)))
+
+        self.unsampled[size], self.logits[size] = self.record(forward)
         if self.logits[size] is not None:  # None on a tensor-parallel worker: rank 0 samples
             static = self.static.on_device
             values = SamplingValues(static.scales[:size], None, None, static.keys[:size],
                                     truncates=False)
-            self.sample_graphs[size], self.tokens[size] = self.record(
-                lambda: self.sampler(self.logits[size], values))
+            self.graphs[size], self.tokens[size] = self.record(
+                lambda: self.sampler(forward(), values))
 
     @classmethod
     @torch.inference_mode()
@@ -166,11 +166,11 @@ class DecodeGraphs:
         if sampling is not None:
             host.scales[:n], host.keys[:n] = sampling.scales, sampling.keys
         self.static.send(n)  # padding rows' block tables are never read (context length 0)
-        self.forward_graphs[size].replay()
-        if sampling is None:
-            return []
-        if sampling.truncates:  # top-k or top-p: the sampler's sort runs eagerly
-            device = self.logits[size].device
-            return self.sampler(self.logits[size][:n], sampling.to(device)).tolist()
-        self.sample_graphs[size].replay()
+        if sampling is None or sampling.truncates:
+            self.unsampled[size].replay()
+            if sampling is None:  # a tensor-parallel worker
+                return []
+            logits = self.logits[size][:n]  # top-k or top-p: the sampler's sort runs eagerly
+            return self.sampler(logits, sampling.to(logits.device)).tolist()
+        self.graphs[size].replay()
         return self.tokens[size][:n].tolist()

@@ -47,17 +47,19 @@ class FastInputs:
         counts = (np.ones(num_seqs, dtype=np.int64) if decode_only
                   else np.array(batch.num_new_tokens, dtype=np.int64))
         starts = np.fromiter((seq.num_computed_tokens for seq in seqs), np.int64, num_seqs)
-        cu_seqlens_q = np.concatenate(([0], np.cumsum(counts)))
-        if decode_only:  # one token per sequence: the one it sampled last
+        if decode_only:  # one token per sequence: the one it sampled last, at position start
             input_ids = np.fromiter((seq.last_token_id for seq in seqs), np.int64, num_seqs)
-            seq_of_token = np.arange(num_seqs)
+            cu_seqlens_q, seq_of_token, positions = (np.arange(num_seqs + 1),
+                                                     np.arange(num_seqs), starts)
         else:
+            cu_seqlens_q = np.concatenate(([0], np.cumsum(counts)))
             input_ids = np.fromiter(chain.from_iterable(
                 seq.token_ids[start:start + n] for seq, start, n in
                 zip(seqs, starts.tolist(), batch.num_new_tokens, strict=True)), np.int64)
             seq_of_token = np.repeat(np.arange(num_seqs), counts)
-        # token t belongs to sequence seq_of_token[t]; its position counts on from that start
-        positions = np.arange(len(input_ids)) - cu_seqlens_q[seq_of_token] + starts[seq_of_token]
+            # token t belongs to sequence seq_of_token[t]; its position counts on from its start
+            positions = (np.arange(len(input_ids)) - cu_seqlens_q[seq_of_token]
+                         + starts[seq_of_token])
         lengths = np.fromiter((len(seq.block_table) for seq in seqs), np.int64, num_seqs)
         block_tables = np.full((num_seqs, max(int(lengths.max()), 1)), -1, dtype=np.int32)
         block_tables[np.arange(block_tables.shape[1]) < lengths[:, None]] = np.concatenate(
