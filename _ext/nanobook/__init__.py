@@ -18,6 +18,7 @@ Components:
 ``example``               ``{example}``: MyST source shown next to what it renders (the guide)
 ``reading_time``          reading time under chapter titles, ``{reading-time}``
 ``chapter_grid``          ``{chapter-grid}``, ``{chapter-toctree}``
+``chapter_ref``           ``{chapter}`7```: "Chapter 7, Prefix Caching", linked
 ``latex_root``            the PDF's own root page and PDF-only pages (the answer key)
 ``warnings``              every warning's type and subtype; errors that fail the build
 ========================  ==================================================================
@@ -30,6 +31,7 @@ from sphinx.application import Sphinx
 from . import (
     callouts,
     chapter_grid,
+    chapter_ref,
     engine_slice,
     example,
     executed,
@@ -43,6 +45,7 @@ from . import (
 
 COMPONENTS = (warnings, reading_time, chapter_grid, latex_root, engine_slice, executed, quiz,
               simulator, callouts, values, example)
+COMPONENTS += (chapter_ref,)
 
 
 def setup(app: Sphinx) -> dict:

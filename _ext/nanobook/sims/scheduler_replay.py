@@ -163,18 +163,22 @@ def _text(token_text: dict, tokens: list[int]) -> str:
 
 def step_rows(trace: dict) -> list[list[str]]:
     """One row per step: what the batch computed, what ended, who waits, the block tables."""
-    rows, generated = [], {}
+    rows, generated, running = [], {}, set()
     for step in trace["steps"]:
         batch, work = step["batch"], []
+        cached = {s["seq_id"]: s["num_cached_tokens"] for s in step["seqs"]}
         for seq_id, n, prefill, sample in zip(batch["seq_ids"], batch["num_new_tokens"],
                                               batch["is_prefill"], batch["do_sample"],
                                               strict=True):
             name = request_name(seq_id)
+            notes = [] if sample else ["chunk"]
+            if seq_id not in running and cached.get(seq_id):  # admitted now, with cache hits
+                notes.append(f"{cached[seq_id]} cached")
             if not prefill:
-                work.append(f"{name} decode")
+                work.append(f"{name} decode" + (f" ({', '.join(notes)})" if notes else ""))
             else:
                 kind = "recompute" if generated.get(seq_id) else "prompt"
-                work.append(f"{name} {kind} {n}" + ("" if sample else " (chunk)"))
+                work.append(f"{name} {kind} {n}" + (f" ({', '.join(notes)})" if notes else ""))
             if sample:
                 generated[seq_id] = generated.get(seq_id, 0) + 1
         events = [f"{request_name(i)} preempted" for i in batch["preempted_seq_ids"]]
@@ -183,6 +187,7 @@ def step_rows(trace: dict) -> list[list[str]]:
         waiting = [request_name(s["seq_id"]) for s in step["seqs"] if s["status"] == "waiting"]
         tables = [f"{request_name(s['seq_id'])}: {' '.join(map(str, s['block_table']))}"
                   for s in step["seqs"] if s["status"] == "running"]
+        running = {s["seq_id"] for s in step["seqs"] if s["status"] == "running"}
         rows.append([str(step["step"] + 1), ", ".join(work), "; ".join(events) or "-",
                      " ".join(waiting) or "-", "; ".join(tables) or "-",
                      str(len(step["pool"]["free_block_ids"]))])
