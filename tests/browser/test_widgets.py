@@ -203,3 +203,25 @@ def test_widgets_take_their_colours_from_the_theme(widget_site, browser):
         assert colours["light"][1] != colours["dark"][1], name
         assert problems == [], name
         context.close()
+
+
+def test_the_kit_never_turns_a_string_into_markup_or_code(widget_site, browser):
+    """``el`` sets text as text and refuses handler attributes and HTML-parsing properties."""
+    base, names = widget_site
+    context, page, problems = visit(browser, f"{base}/widget-{names[0]}.html")
+    result = page.evaluate("""async () => {
+        const { el, svgEl } = await import('./_static/sim/kit/dom.js');
+        const p = el('p', { text: '<b>x</b>' }, '<i>y</i>', el('span', { text: '&amp;' }));
+        const refused = [];
+        for (const key of ['onclick', 'onError', 'innerHTML', 'outerHTML', 'srcdoc']) {
+            try { el('div', { [key]: 'window.__nbXss = 1' }); } catch (error) { refused.push(key); }
+        }
+        const label = svgEl('text', { text: '<script>alert(1)</script>' });
+        return { text: p.textContent, children: p.children.length, refused,
+                 svg: label.textContent, svgChildren: label.children.length };
+    }""")
+    assert result == {"text": "<b>x</b><i>y</i>&amp;", "children": 1,
+                      "refused": ["onclick", "onError", "innerHTML", "outerHTML", "srcdoc"],
+                      "svg": "<script>alert(1)</script>", "svgChildren": 0}
+    assert problems == []
+    context.close()

@@ -227,10 +227,10 @@ def static_form(params: dict, payload: dict) -> list[nodes.Node]:
         "", f"A run of the engine on the bundled model, made when this book was built: "
         f"{settings_sentence(trace['config'])}. Steps are numbered from 1; a request arrives "
         "before the step named.", classes=["nb-sim-trace-caption"])
-    requests = _table([6, 34, 8, 8, 30, 14],
+    requests = _table([10, 31, 9, 9, 25, 16],
                       ["Request", "Prompt", "Tokens", "Arrives", "Output", "Ends"],
                       request_rows(payload), ["nb-sim-trace", "nb-sr-requests"])
-    steps = _table([5, 30, 20, 9, 28, 8],
+    steps = _table([6, 30, 19, 11, 26, 8],
                    ["Step", "Computed in the step", "Events", "Waiting", "Block tables after",
                     "Free"], step_rows(trace), ["nb-sim-trace", "nb-sr-steps"])
     return [caption, requests, steps]

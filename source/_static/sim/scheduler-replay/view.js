@@ -63,15 +63,25 @@ export function mount(root, params) {
 
   // -- controls ------------------------------------------------------------------------------
   const stepper = createStepper({ count: steps.length, show, announcer });
-  const blocksField = integerField({ label: "KV blocks", min: 1, max: 4096, value: base.num_kvcache_blocks, unit: "blocks", onEnter: rerun });
-  const budgetField = integerField({ label: "Token budget", min: 1, max: 16384, value: base.max_num_batched_tokens, unit: "tokens", onEnter: rerun });
-  const seqsField = integerField({ label: "Sequences per step", min: 1, max: 256, value: base.max_num_seqs, unit: "sequences", onEnter: rerun });
+  const blocksField = integerField({
+    label: "KV blocks", min: 1, max: 4096, unit: "blocks",
+    value: base.num_kvcache_blocks, onEnter: rerun,
+  });
+  const budgetField = integerField({
+    label: "Token budget", min: 1, max: 16384, unit: "tokens",
+    value: base.max_num_batched_tokens, onEnter: rerun,
+  });
+  const seqsField = integerField({
+    label: "Sequences per step", min: 1, max: 256, unit: "sequences",
+    value: base.max_num_seqs, onEnter: rerun,
+  });
   const prefixBox = checkbox({ label: "Prefix caching", checked: base.enable_prefix_caching });
   const chunkBox = checkbox({ label: "Chunked prefill", checked: base.enable_chunked_prefill });
   const rerunButton = button("Run with these settings", rerun, { class: "nb-sr-rerun" });
   const engineButton = button("Back to the engine's run", backToEngine, { class: "nb-sr-engine" });
-  controls.append(stepper.element, group("What if", blocksField.element, budgetField.element,
-    seqsField.element, prefixBox.element, chunkBox.element, rerunButton, engineButton));
+  controls.append(stepper.element, group("What if",
+    blocksField.element, budgetField.element, seqsField.element,
+    prefixBox.element, chunkBox.element, rerunButton, engineButton));
 
   // -- views ---------------------------------------------------------------------------------
   const source = el("p", { class: "nb-sr-source" });
@@ -163,8 +173,9 @@ export function mount(root, params) {
       return el("tr", { style: { "--nb-seq": seqColour(r.seq_id) }, dataset: { status: s ? s.status : ended ? "finished" : "waiting" } },
         el("th", { scope: "row" }, el("span", { class: "nb-sr-swatch", "aria-hidden": "true" }), name,
           el("span", { class: "nb-sr-prompt", text: `“${shown(prompt)}”` })),
-        el("td", { text: status }), el("td", { text: computed }), el("td", {}, el("code", { text: blocks })),
-        el("td", { class: "nb-sr-output", text: shown(output) }));
+        el("td", { text: status, "data-label": "State" }), el("td", { text: computed, "data-label": "Tokens computed" }),
+        el("td", { "data-label": "Block table" }, el("code", { text: blocks })),
+        el("td", { class: "nb-sr-output", text: shown(output), "data-label": "Output so far" }));
     });
   }
 
@@ -208,7 +219,11 @@ export function mount(root, params) {
       return `Before step 1: ${now.join(", ")} ${now.length === 1 ? "waits" : "wait"}; all ${config.num_kvcache_blocks} blocks are free.`;
     }
     const step = steps[index - 1];
-    const work = step.batch.seq_ids.map((seqId, i) => `${letters(seqId)} ${step.batch.is_prefill[i] ? "prefill" : "decode"}`);
+    const work = step.batch.seq_ids.map((seqId, i) => {
+      if (!step.batch.is_prefill[i]) return `${letters(seqId)} decode`;
+      const recompute = past[index - 1].generated.get(seqId).length > 0;
+      return `${letters(seqId)} ${recompute ? "recompute" : "prompt"}${step.batch.do_sample[i] ? "" : " chunk"}`;
+    });
     const events = [];
     if (step.batch.preempted_seq_ids.length) events.push(`preempted ${step.batch.preempted_seq_ids.map(letters).join(", ")}`);
     if (step.finished.length) events.push(`finished ${step.finished.map((f) => letters(f.seq_id)).join(", ")}`);
@@ -237,6 +252,11 @@ export function mount(root, params) {
       num_kvcache_blocks: blocks, max_num_batched_tokens: budget, max_num_seqs: seqs,
       enable_prefix_caching: prefixBox.checked(), enable_chunked_prefill: chunkBox.checked(),
     };
+    if (!settings.enable_chunked_prefill && budget < base.max_model_len) {
+      say(`With chunked prefill off, a whole prompt must fit in one step: the token budget must be at least ` +
+        `${base.max_model_len}, the longest sequence this run allows.`);
+      return;
+    }
     const next = withSettings(scenario, settings);
     const tooBig = requests.find((r) => blocksNeeded(r, next.config) > blocks);
     if (tooBig) {
