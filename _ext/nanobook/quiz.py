@@ -306,26 +306,38 @@ def _comes_before(root: nodes.Node, a: nodes.Node, b: nodes.Node) -> bool:
 # -- the book-wide check -----------------------------------------------------------------------
 
 def check_balance(app: Sphinx, env) -> None:
-    """No answer position may hold more than the allowed share of all correct answers.
-
-    When one does, the message gives the count of correct answers by position, page by page in
-    book order, how many answers must move, and the position the next correct answer should
-    take: the one with the fewest correct answers among those every question has.
-    """
+    """No answer position may hold more than the allowed share of all correct answers."""
     quizzes = getattr(env, "nanobook_quizzes", {})
     order = [c["doc"] for c in app.config.nanobook_chapters if c.get("doc") in quizzes]
     order += sorted(set(quizzes) - set(order))
     pages = {doc: _position_counts(quizzes[doc]) for doc in order}
+    sizes = [size for doc in order for q in quizzes[doc] for size in q.get("sizes", [])]
+    message = balance_message(pages, sizes, app.config.nanobook_quiz_max_position_share)
+    if message:
+        docname = order[0]
+        BookWarning.QUIZ_BALANCE.error(message, env=env, docname=docname,
+                                       location=(docname, quizzes[docname][0]["line"]))
+
+
+def balance_message(pages: dict[str, dict[int, int]], sizes: list[int],
+                    limit: float) -> str | None:
+    """Why the correct answers are out of balance, or None when no position holds more than
+    ``limit`` of them.
+
+    ``pages`` maps each page, in book order, to its correct answers by position (0 for the
+    first option); ``sizes`` are the numbers of options of every question. The message gives
+    the balance page by page, how many answers must move, and the position the next correct
+    answer should take: the one with the fewest correct answers among those every question
+    has (on each page, ties go to the position that page uses least).
+    """
     counts = _add(pages.values())
     total = sum(counts.values())
     if not total:
-        return
-    limit = app.config.nanobook_quiz_max_position_share
+        return None
     worst = max(counts, key=lambda p: counts[p])
     share = counts[worst] / total
     if share <= limit:
-        return
-    sizes = [size for doc in order for q in quizzes[doc] for size in q.get("sizes", [])]
+        return None
     width = max([*sizes, max(counts) + 1])
     shared = min(sizes) if sizes else width  # positions every question has
     best = min(range(shared), key=lambda p: (counts.get(p, 0), p))
@@ -339,16 +351,13 @@ def check_balance(app: Sphinx, env) -> None:
 
     lines = [f"  {doc}: {spread(page)} (next correct answer: {next_for(page)})"
              for doc, page in pages.items()]
-    docname = order[0]
-    BookWarning.QUIZ_BALANCE.error(
-        f"quizzes: option {LETTERS[worst]} holds {counts[worst]} of the {total} correct answers "
-        f"({share:.0%}, more than {limit:.0%}); move at least {moves} of them to other "
-        "positions.\nCorrect answers by position, page by page (book order):\n"
-        + "\n".join(lines) + f"\n  whole book: {spread(counts)}\n"
-        f"The next correct answer should take position {LETTERS[best]}: it has the fewest "
-        f"correct answers ({counts.get(best, 0)}) of {LETTERS[0]} to {LETTERS[shared - 1]}, "
-        "the positions every question has.",
-        env=env, docname=docname, location=(docname, quizzes[docname][0]["line"]))
+    return (f"quizzes: option {LETTERS[worst]} holds {counts[worst]} of the {total} correct "
+            f"answers ({share:.0%}, more than {limit:.0%}); move at least {moves} of them to "
+            "other positions.\nCorrect answers by position, page by page (book order):\n"
+            + "\n".join(lines) + f"\n  whole book: {spread(counts)}\n"
+            f"The next correct answer should take position {LETTERS[best]}: it has the fewest "
+            f"correct answers ({counts.get(best, 0)}) of {LETTERS[0]} to "
+            f"{LETTERS[shared - 1]}, the positions every question has.")
 
 
 def _position_counts(page_quizzes: list[dict]) -> dict[int, int]:

@@ -113,8 +113,10 @@ def operate(page, control: dict) -> None:
         page.keyboard.type(original)
 
 
-@pytest.mark.parametrize("rounds", [2])
-def test_every_widget_works_by_keyboard_and_names_every_control(widget_site, browser, rounds):
+ROUNDS = 2  # Tab through every widget twice: the second time from the state the first left
+
+
+def test_every_widget_works_by_keyboard_and_names_every_control(widget_site, browser):
     report = {}
     for name, url in widget_pages(widget_site):
         context, page, problems = visit(browser, url)
@@ -127,7 +129,7 @@ def test_every_widget_works_by_keyboard_and_names_every_control(widget_site, bro
         assert status.count() >= 1, f"{name}: no live region"
         reachable = enabled_controls(mount.aria_snapshot())
         said, operated, reached = set(), [], set()
-        for _ in range(rounds):
+        for _ in range(ROUNDS):
             enter_widget(page)
             for _ in range(200):
                 control = focused(page)
