@@ -227,3 +227,39 @@ def test_the_kit_never_turns_a_string_into_markup_or_code(widget_site, browser):
                       "svg": "<script>alert(1)</script>", "svgChildren": 0}
     assert problems == []
     context.close()
+
+
+def test_the_kit_colours_and_drawings(widget_site, browser):
+    """Colours follow the theme (and a drawing can hear of a change); drawings are labelled."""
+    base, names = widget_site
+    context, page, problems = visit(browser, f"{base}/widget-{names[0]}.html")
+    result = page.evaluate("""async () => {
+        const { drawing, grid, scale } = await import('./_static/sim/kit/svg.js');
+        const theme = await import('./_static/sim/kit/theme.js');
+        const seen = [];
+        const stop = theme.onThemeChange((t) => seen.push(t));
+        const tick = () => new Promise((resolve) => setTimeout(resolve, 50));
+        const html = document.documentElement;
+        html.dataset.theme = 'dark';
+        await tick();
+        const dark = theme.resolve(html, '--nb-seq-0');
+        html.dataset.theme = 'light';
+        await tick();
+        const light = theme.resolve(html, '--nb-seq-0');
+        stop();
+        html.dataset.theme = 'dark';
+        await tick();
+        const svg = drawing({ width: 10, height: 5, label: '<b>pool</b>' });
+        return { seen, differ: dark !== light, seq: theme.seqColour(9),
+                 scale: scale([0, 10], [0, 100])(2.5),
+                 grid: grid({ count: 3, columns: 2, cell: 10, gap: 2 }),
+                 title: svg.querySelector('title').textContent, role: svg.getAttribute('role'),
+                 label: svg.getAttribute('aria-label') };
+    }""")
+    assert result == {
+        "seen": ["dark", "light"], "differ": True, "seq": "var(--nb-seq-1)", "scale": 25,
+        "grid": [{"x": 0, "y": 0, "row": 0, "column": 0}, {"x": 12, "y": 0, "row": 0, "column": 1},
+                 {"x": 0, "y": 12, "row": 1, "column": 0}],
+        "title": "<b>pool</b>", "role": "img", "label": "<b>pool</b>"}
+    assert problems == []
+    context.close()
