@@ -29,7 +29,6 @@ from sphinx import addnodes
 from sphinx.application import Sphinx
 from sphinx.util.docutils import SphinxRole
 
-from .chapter_grid import note_chapter_page
 from .warnings import BookWarning
 
 _NUMBER = re.compile(r"\d{1,3}")
@@ -75,7 +74,7 @@ class ChapterRole(SphinxRole):
                              f"{known(chapters)}")
         chapter = chapters[number]
         words = chapter_words(number, chapter["title"])
-        note_chapter_page(self.env)  # read again when a chapter page appears or goes
+        _note_referring_page(self.env)
         if chapter["doc"] not in self.env.found_docs:
             node = nodes.inline(self.rawtext, f"{words} (in preparation)",
                                 classes=["nb-chapter-ref", "nb-in-preparation"])
@@ -94,8 +93,35 @@ class ChapterRole(SphinxRole):
         return [nodes.problematic(self.rawtext, self.rawtext)], []
 
 
+# -- reading a page again when a chapter appears or goes ---------------------------------------
+# Only then: a chapter's title comes from conf.py (whose change rebuilds everything), so an edit
+# inside a chapter leaves the pages that refer to it as they are.
+
+def _note_referring_page(env) -> None:
+    env.nanobook_chapter_refs = getattr(env, "nanobook_chapter_refs", set()) | {env.docname}
+
+
+def _outdated(app: Sphinx, env, added, changed, removed) -> list[str]:
+    chapters = {c.get("doc") for c in app.config.nanobook_chapters}
+    if not chapters & (set(added) | set(removed)):
+        return []
+    return sorted(getattr(env, "nanobook_chapter_refs", set()) & env.found_docs)
+
+
+def _purge(app: Sphinx, env, docname: str) -> None:
+    getattr(env, "nanobook_chapter_refs", set()).discard(docname)
+
+
+def _merge(app: Sphinx, env, docnames, other) -> None:
+    env.nanobook_chapter_refs = (getattr(env, "nanobook_chapter_refs", set())
+                                 | getattr(other, "nanobook_chapter_refs", set()))
+
+
 def setup(app: Sphinx) -> dict:
     app.setup_extension("nanobook.warnings")
-    app.setup_extension("nanobook.chapter_grid")  # nanobook_chapters, and re-reading pages
+    app.setup_extension("nanobook.chapter_grid")  # declares nanobook_chapters
     app.add_role("chapter", ChapterRole())
+    app.connect("env-get-outdated", _outdated)
+    app.connect("env-purge-doc", _purge)
+    app.connect("env-merge-info", _merge)
     return {"version": "0.1", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,12 @@ def test_the_reference_becomes_a_link_when_the_chapter_is_written(app):
     assert warnings_of(app) == ""
     assert ('their scheduling in <a class="reference internal" href="02-later.html"><span '
             'class="doc">Chapter 2, Later &amp; Sooner</span></a>.') in page(app)
+    # An edit inside a chapter does not make the pages that refer to it be read again.
+    index_read = (Path(app.doctreedir) / "index.doctree").stat().st_mtime_ns
+    time.sleep(0.01)
+    (Path(app.srcdir) / "02-later.md").write_text("# Later\n\nWritten, and edited.\n")
+    app.build()
+    assert (Path(app.doctreedir) / "index.doctree").stat().st_mtime_ns == index_read
 
 
 @pytest.mark.sphinx("latex", testroot="chapter-ref", freshenv=True)
