@@ -92,7 +92,7 @@ class SimulatorDirective(SphinxDirective):
             if key in ("caption", "name"):
                 continue
             if key not in widget.params:
-                allowed = ", ".join(f":{k}: ({p.help}, default {p.default})"
+                allowed = ", ".join(f":{k}: ({p.help}, default {p.shown_default()})"
                                     for k, p in widget.params.items())
                 return self.fail(f"unknown parameter :{key}:; it takes {allowed}")
             try:

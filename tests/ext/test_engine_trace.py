@@ -141,5 +141,17 @@ def test_bad_scenarios_fail_the_build_naming_the_option(app):
         ":max-tokens:, a larger :max-batched-tokens:) [nanobook.simulator]",
         ":temperature: -1.0 is below the minimum 0 [nanobook.simulator]",
         ":prompt-lengths: expected int, got 'x' [nanobook.simulator]",
+        "unknown parameter :pool:; it takes :prompts: (the prompts, a JSON list of texts; none: "
+        "the widget's own, default none), :prompt-lengths: (prompt lengths in tokens, instead "
+        "of :prompts:, default none), :max-tokens: (tokens to generate, one value or one per "
+        "request, default 6), :arrivals: (the step each request arrives before, one per "
+        "request; none: all before the first, default none), :ignore-eos: (generate "
+        "max-tokens even past end-of-sequence, default on), :temperature: (sampling "
+        "temperature; 0 is greedy, default 0.0), :blocks: (KV blocks in the pool, default 9), "
+        ":block-size: (tokens per block, a power of two, default 4), :max-num-seqs: (sequences "
+        "in one step, default 3), :max-batched-tokens: (token budget of a step, default 16), "
+        ":max-model-len: (prompt plus output, at most, default 128), :prefix-caching: (prefix "
+        "caching on or off, default on), :chunked-prefill: (chunked prefill on or off, default "
+        "on) [nanobook.simulator]",
     ]
     assert app.statuscode == 1

@@ -52,6 +52,18 @@ class Param:
     many: bool = False
     max_items: int = 64
 
+    def shown_default(self) -> str:
+        """The default as an author would write it in the option."""
+        if self.many:
+            if not self.default:
+                return "none"
+            if self.type is str:
+                return json.dumps(list(self.default))
+            return ", ".join(map(str, self.default))
+        if self.type is bool:
+            return "on" if self.default else "off"
+        return str(self.default)
+
     def convert(self, name: str, raw: str) -> Any:
         """The value of ``raw`` for this parameter, or ParamError naming what is allowed."""
         text = raw.strip()

@@ -61,14 +61,14 @@ CONFIG_OPTIONS = {
 def scenario_params(**defaults) -> dict[str, Param]:
     """The scenario options with their limits; ``defaults`` (by option name) replace ours."""
     params = {
-        "prompts": Param(str, (), help="the prompts, a JSON list of texts", many=True,
-                         max_items=MAX_REQUESTS),
+        "prompts": Param(str, (), help="the prompts, a JSON list of texts; none: the "
+                         "widget's own", many=True, max_items=MAX_REQUESTS),
         "prompt-lengths": Param(int, (), 1, 1024, "prompt lengths in tokens, instead of "
                                 ":prompts:", many=True, max_items=MAX_REQUESTS),
         "max-tokens": Param(int, (8,), 1, 512, "tokens to generate, one value or one per "
                             "request", many=True, max_items=MAX_REQUESTS),
         "arrivals": Param(int, (), 0, MAX_STEPS, "the step each request arrives before, one "
-                          "per request (default: all before the first)", many=True,
+                          "per request; none: all before the first", many=True,
                           max_items=MAX_REQUESTS),
         "ignore-eos": Param(bool, True, help="generate max-tokens even past end-of-sequence"),
         "temperature": Param(float, 0.0, 0, 10, "sampling temperature; 0 is greedy"),

@@ -230,7 +230,7 @@ def static_form(params: dict, payload: dict) -> list[nodes.Node]:
     requests = _table([10, 31, 9, 9, 25, 16],
                       ["Request", "Prompt", "Tokens", "Arrives", "Output", "Ends"],
                       request_rows(payload), ["nb-sim-trace", "nb-sr-requests"])
-    steps = _table([6, 30, 19, 11, 26, 8],
+    steps = _table([7, 30, 19, 11, 25, 8],
                    ["Step", "Computed in the step", "Events", "Waiting", "Block tables after",
                     "Free"], step_rows(trace), ["nb-sim-trace", "nb-sr-steps"])
     return [caption, requests, steps]
