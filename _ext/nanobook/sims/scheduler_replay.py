@@ -227,7 +227,7 @@ def static_form(params: dict, payload: dict) -> list[nodes.Node]:
         "", f"A run of the engine on the bundled model, made when this book was built: "
         f"{settings_sentence(trace['config'])}. Steps are numbered from 1; a request arrives "
         "before the step named.", classes=["nb-sim-trace-caption"])
-    requests = _table([10, 31, 9, 9, 25, 16],
+    requests = _table([10, 29, 11, 10, 24, 16],
                       ["Request", "Prompt", "Tokens", "Arrives", "Output", "Ends"],
                       request_rows(payload), ["nb-sim-trace", "nb-sr-requests"])
     steps = _table([7, 30, 19, 11, 25, 8],
