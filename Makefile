@@ -5,6 +5,7 @@
 #   make latexpdf  the PDF (needs TeX: see README)
 #   make doctest   run every executed check of the book again (Sphinx doctest builder)
 #   make gpu-check on a GPU machine: rerun the checks that need a GPU, rewrite their records
+#   make check-output DOC=source/04-x.md BLOCK=name   what a check prints (paste it under ---)
 #   make bench     the benchmark suite on a GPU machine (records in bench-records/)
 
 PYTHON     ?= python3
@@ -18,7 +19,8 @@ BUILDDIR   ?= _build
 SPHINX     := $(PY) -m sphinx
 STAMP      := $(VENV)/.installed
 
-.PHONY: venv html serve livehtml latexpdf test linkcheck doctest gpu-check clean system-deps bench
+.PHONY: venv html serve livehtml latexpdf test linkcheck doctest gpu-check check-output clean \
+	system-deps bench
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -64,6 +66,12 @@ clean:
 gpu-check: venv
 	$(SPHINX) -b gpucheck -c . $(SPHINXOPTS) -D nanobook_check_chapter="$(CHAPTER)" \
 		-D nanobook_check_block="$(BLOCK)" source $(BUILDDIR)/gpucheck
+
+# What an executed check prints, to paste under its ---: DOC is the page (source/04-x.md or
+# 04-x), BLOCK the check's :name: or its number on the page; without BLOCK, every check.
+check-output: venv
+	@test -n "$(DOC)" || { echo "usage: make check-output DOC=source/04-x.md [BLOCK=name]" >&2; exit 2; }
+	PYTHONPATH=_ext $(PY) -m nanobook.show_check "$(DOC)" $(BLOCK)
 
 # The benchmark (nanovllm/bench/): a random Qwen3-0.6B, every workload and variant, the
 # transformers baseline on the first 64 requests of workload (a), then the tables. Runs

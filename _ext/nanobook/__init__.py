@@ -23,6 +23,7 @@ Components:
 ``example``               ``{example}``: MyST source shown next to what it renders (the guide)
 ``reading_time``          reading time under chapter titles, ``{reading-time}``
 ``chapter_grid``          ``{chapter-grid}``, ``{chapter-toctree}``
+``chapter_ref``           ``{chapter}`7```: "Chapter 7, Prefix Caching", linked
 ``latex_root``            the PDF's own root page and PDF-only pages (the answer key)
 ``warnings``              every warning's type and subtype; errors that fail the build
 ========================  ==================================================================
@@ -35,6 +36,7 @@ from sphinx.application import Sphinx
 from . import (
     callouts,
     chapter_grid,
+    chapter_ref,
     engine_slice,
     example,
     executed,
@@ -49,9 +51,9 @@ from . import (
     warnings,
 )
 
-COMPONENTS = (warnings, reading_time, chapter_grid, latex_root, engine_slice, executed, quiz,
-              simulator, callouts, values, example)
-COMPONENTS += (figure_plot, record_table, offline_math)
+COMPONENTS = (warnings, reading_time, chapter_grid, chapter_ref, latex_root, engine_slice,
+              executed, quiz, simulator, callouts, values, figure_plot, record_table,
+              offline_math, example)
 
 
 def setup(app: Sphinx) -> dict:

@@ -456,7 +456,7 @@ def _compare(app: Sphinx, docname: str, block: Block, output: str) -> bool:
 
 def execute_page(app: Sphinx, doctree: nodes.document) -> None:
     """Run the page's blocks in order and put their outputs in the doctree."""
-    if app.builder.name in ("doctest", "gpucheck"):
+    if app.builder.name in ("doctest", "gpucheck") or not app.config.nanobook_run_checks:
         return  # the doctest builder runs the blocks itself; gpucheck runs them when writing
     blocks = page_blocks(doctree)
     if not blocks:
@@ -697,6 +697,8 @@ def setup(app: Sphinx) -> dict:
     # make gpu-check CHAPTER=04 BLOCK=name: which GPU blocks the gpucheck builder runs.
     app.add_config_value("nanobook_check_chapter", "", "", types=[str])
     app.add_config_value("nanobook_check_block", "", "", types=[str])
+    # False: read pages without running their checks (nanobook.show_check runs them itself).
+    app.add_config_value("nanobook_run_checks", True, "", types=[bool])
     app.add_node(check_block)
     app.add_node(check_output)
     app.add_directive("check", CheckDirective)

@@ -43,6 +43,7 @@ document: in the PDF, the whole book.
 from __future__ import annotations
 
 import html
+import math
 import re
 
 from docutils import nodes
@@ -145,6 +146,7 @@ class QuizDirective(SphinxDirective):
             "id": quiz_id,
             "questions": [[o["position"] for o in q.findall(quiz_option) if o["correct"]]
                           for q in questions],
+            "sizes": [len(list(q.findall(quiz_option))) for q in questions],
             "line": self.lineno,
         })
         return [node]
@@ -308,27 +310,72 @@ def check_balance(app: Sphinx, env) -> None:
     quizzes = getattr(env, "nanobook_quizzes", {})
     order = [c["doc"] for c in app.config.nanobook_chapters if c.get("doc") in quizzes]
     order += sorted(set(quizzes) - set(order))
-    counts: dict[int, int] = {}
-    total = 0
-    for docname in order:
-        for q in quizzes[docname]:
-            for positions in q["questions"]:
-                for position in positions:
-                    counts[position] = counts.get(position, 0) + 1
-                    total += 1
+    pages = {doc: _position_counts(quizzes[doc]) for doc in order}
+    sizes = [size for doc in order for q in quizzes[doc] for size in q.get("sizes", [])]
+    message = balance_message(pages, sizes, app.config.nanobook_quiz_max_position_share)
+    if message:
+        docname = order[0]
+        BookWarning.QUIZ_BALANCE.error(message, env=env, docname=docname,
+                                       location=(docname, quizzes[docname][0]["line"]))
+
+
+def balance_message(pages: dict[str, dict[int, int]], sizes: list[int],
+                    limit: float) -> str | None:
+    """Why the correct answers are out of balance, or None when no position holds more than
+    ``limit`` of them.
+
+    ``pages`` maps each page, in book order, to its correct answers by position (0 for the
+    first option); ``sizes`` are the numbers of options of every question. The message gives
+    the balance page by page, how many answers must move, and the position the next correct
+    answer should take: the one with the fewest correct answers among those every question
+    has (on each page, ties go to the position that page uses least).
+    """
+    counts = _add(pages.values())
+    total = sum(counts.values())
     if not total:
-        return
-    limit = app.config.nanobook_quiz_max_position_share
+        return None
     worst = max(counts, key=lambda p: counts[p])
     share = counts[worst] / total
-    if share > limit:
-        spread = ", ".join(f"{LETTERS[p]}: {counts.get(p, 0)}" for p in range(max(counts) + 1))
-        docname = order[0]
-        BookWarning.QUIZ_BALANCE.error(
-            f"quizzes: option {LETTERS[worst]} holds {counts[worst]} of the {total} correct answers "
-            f"({share:.0%}, more than {limit:.0%}); move some correct answers to other positions "
-            f"(correct answers by position: {spread})",
-            env=env, docname=docname, location=(docname, quizzes[docname][0]["line"]))
+    if share <= limit:
+        return None
+    width = max([*sizes, max(counts) + 1])
+    shared = min(sizes) if sizes else width  # positions every question has
+    best = min(range(shared), key=lambda p: (counts.get(p, 0), p))
+    moves = math.ceil(counts[worst] - limit * total - 1e-9)
+
+    def spread(by_position: dict[int, int]) -> str:
+        return ", ".join(f"{LETTERS[p]} {by_position.get(p, 0)}" for p in range(width))
+
+    def next_for(page: dict[int, int]) -> str:
+        return LETTERS[min(range(shared), key=lambda p: (counts.get(p, 0), page.get(p, 0), p))]
+
+    lines = [f"  {doc}: {spread(page)} (next correct answer: {next_for(page)})"
+             for doc, page in pages.items()]
+    return (f"quizzes: option {LETTERS[worst]} holds {counts[worst]} of the {total} correct "
+            f"answers ({share:.0%}, more than {limit:.0%}); move at least {moves} of them to "
+            "other positions.\nCorrect answers by position, page by page (book order):\n"
+            + "\n".join(lines) + f"\n  whole book: {spread(counts)}\n"
+            f"The next correct answer should take position {LETTERS[best]}: it has the fewest "
+            f"correct answers ({counts.get(best, 0)}) of {LETTERS[0]} to "
+            f"{LETTERS[shared - 1]}, the positions every question has.")
+
+
+def _position_counts(page_quizzes: list[dict]) -> dict[int, int]:
+    """Correct answers by position (0 for the first option) over a page's quizzes."""
+    counts: dict[int, int] = {}
+    for q in page_quizzes:
+        for positions in q["questions"]:
+            for position in positions:
+                counts[position] = counts.get(position, 0) + 1
+    return counts
+
+
+def _add(many) -> dict[int, int]:
+    total: dict[int, int] = {}
+    for counts in many:
+        for position, n in counts.items():
+            total[position] = total.get(position, 0) + n
+    return total
 
 
 def purge(app: Sphinx, env, docname: str) -> None:

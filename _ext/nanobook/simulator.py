@@ -23,6 +23,12 @@ form is in the page too, folded ("The same run in the Python engine").
 LaTeX: the static form (a figure or a trace table produced at build time from
 the Python engine with the default or given parameters), and the web address of
 the interactive version (``nanobook_web_url``, by default ``html_baseurl``).
+
+A widget whose data comes from running the engine (``nanobook.sims.engine_trace``)
+names the engine modules it runs; the page is read again when any engine file they
+reach changes, as for executed checks. Every page with a simulator also gets the
+widget kit's style sheet (``_static/sim/kit/kit.css``); the kit's modules are
+imported by the widgets themselves.
 """
 
 from __future__ import annotations
@@ -36,9 +42,10 @@ from sphinx.application import Sphinx
 from sphinx.util.docutils import SphinxDirective
 from sphinx.util.nodes import make_id
 
+from .engine_source import engine_packages, engine_root, files_reached
 from .html_attr import attr
 from .names import name_problem
-from .sims import registry
+from .sims import ParamError, Widget, registry
 from .warnings import BookWarning
 
 
@@ -63,6 +70,15 @@ class SimulatorDirective(SphinxDirective):
                                     f"{message}", env=self.env, location=self.get_location())
         return []
 
+    def _note_engine_files(self, widget: Widget) -> None:
+        """The page is read again when an engine file the widget's data depends on changes."""
+        if not (widget.engine_modules or widget.engine_files):
+            return
+        root = engine_root(self.config)
+        imports = [f"import {module}" for module in widget.engine_modules]
+        for rel in files_reached(root, engine_packages(self.config), imports, widget.engine_files):
+            self.env.note_dependency(str(root / rel))
+
     def run(self) -> list[nodes.Node]:
         name = self.arguments[0]
         if "name" in self.options and (problem := name_problem(self.options["name"])):
@@ -76,7 +92,7 @@ class SimulatorDirective(SphinxDirective):
             if key in ("caption", "name"):
                 continue
             if key not in widget.params:
-                allowed = ", ".join(f":{k}: ({p.help}, default {p.default})"
+                allowed = ", ".join(f":{k}: ({p.help}, default {p.shown_default()})"
                                     for k, p in widget.params.items())
                 return self.fail(f"unknown parameter :{key}:; it takes {allowed}")
             try:
@@ -85,8 +101,12 @@ class SimulatorDirective(SphinxDirective):
                 return self.fail(str(error))
         try:
             payload = widget.data(params)
+        except ParamError as error:
+            return self.fail(str(error))
         except Exception as error:  # noqa: BLE001 - the engine's message is what the author needs
             return self.fail(f"computing its data from the engine failed: {error!r}")
+        finally:
+            self._note_engine_files(widget)
         sim_id = self.options.get("name") or make_id(self.env, self.state.document, "sim", name)
         node = simulator(widget=name, title=widget.title, payload=json.dumps(payload),
                          ids=[sim_id], doc=self.env.docname)
@@ -115,8 +135,8 @@ def visit_simulator_html(self, node: simulator) -> None:
         f'<div class="nb-sim-mount" data-widget="{attr(node["widget"])}" '
         f"data-params='{attr(node['payload'])}' "
         f'aria-label="{attr(node["title"])} (interactive)" role="group">'
-        f'<p class="nb-sim-loading">The interactive {html.escape(node["title"].lower())} loads '
-        "here; it needs JavaScript.</p></div>"
+        f'<p class="nb-sim-loading">The interactive version loads here '
+        f'({html.escape(node["title"])}); it needs JavaScript.</p></div>'
     )
     for child in node.children:
         if isinstance(child, nodes.paragraph) and "nb-sim-caption" in child["classes"]:
@@ -170,6 +190,7 @@ def add_scripts(app: Sphinx, pagename: str, templatename: str, context: dict, do
     if not used:
         return
     app.add_js_file("sim/loader.js", type="module")
+    app.add_css_file("sim/kit/kit.css")
     widgets = registry()
     for name in sorted(used):
         for css in widgets[name].css:
@@ -180,6 +201,7 @@ def setup(app: Sphinx) -> dict:
     app.setup_extension("nanobook.warnings")
     app.setup_extension("nanobook.assets")
     app.setup_extension("nanobook.latex_style")
+    app.setup_extension("nanobook.engine_source")
     app.add_config_value("nanobook_web_url", "", "env", types=[str])
     app.add_node(simulator, html=(visit_simulator_html, None), latex=(visit_simulator_latex, None),
                  text=(visit_pass, depart_pass), man=(visit_pass, depart_pass),

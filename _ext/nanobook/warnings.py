@@ -38,6 +38,9 @@ class BookWarning(Enum):
     """The chapter list in ``conf.py`` is malformed."""
     READING_TIME = "reading_time"
     """A reading-time reference names a page that does not exist."""
+    CHAPTER_REF = "chapter_ref"
+    """A chapter reference (``{chapter}`7```) names a chapter that is not in
+    ``nanobook_chapters``, or is not a number."""
 
     SLICE_SYNTAX = "slice_syntax"
     """An ``engine-slice`` directive is malformed (argument, options, annotation lines)."""
@@ -85,7 +88,8 @@ class BookWarning(Enum):
 
     SIMULATOR = "simulator"
     """A simulator directive names an unknown widget, gives bad parameters or a ``:name:`` that is
-    not a plain name."""
+    not a plain name, or the engine refuses the scenario its options describe (a request that
+    could never fit the pool, a setting the engine's ``Config`` rejects, a run too long)."""
     CALLOUT = "callout"
     """A callout (analogy, why it matters, misconceptions, takeaways) is malformed."""
     VALUE = "value"

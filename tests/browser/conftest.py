@@ -1,16 +1,18 @@
-"""Fixtures of the browser tests: the built book served locally, and headless Chromium."""
+"""Fixtures of the browser tests: the built book served locally, a small site with one page per
+registered widget, and headless Chromium."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
 import http.server
+import shutil
 import threading
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import require_tool
+from tests.conftest import ROOT, require_tool
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -64,3 +66,43 @@ def visit(browser, url: str, **context_options):
             or problems.append(f"remote request: {r.url}"))
     page.goto(url, wait_until="networkidle")
     return context, page, problems
+
+
+# Text from page data that must stay text: a scheduler scenario's prompts hold it.
+HOSTILE_PROMPTS = '["<script>alert(1)</script>", "<img src=x onerror=alert(2)>"]'
+
+
+def write_widget_site(srcdir: Path) -> list[str]:
+    """A book with the real theme and one page per registered widget, with its defaults; and
+    a page whose scenario prompts are markup. Returns the widget names."""
+    from nanobook.sims import registry
+
+    shutil.copytree(ROOT / "tests" / "ext" / "roots" / "test-site", srcdir)
+    names = sorted(registry())
+    pages = [f"widget-{name}" for name in names] + ["hostile-prompts"]
+    (srcdir / "index.md").write_text("# Widgets\n\n```{toctree}\n" + "\n".join(pages) + "\n```\n")
+    (srcdir / "01-memory.md").unlink()
+    for name in names:
+        (srcdir / f"widget-{name}.md").write_text(
+            f"# The widget {name}\n\n```{{simulator}} {name}\n```\n")
+    (srcdir / "hostile-prompts.md").write_text(
+        "# Prompts that are markup\n\n```{simulator} scheduler-replay\n"
+        f":prompts: {HOSTILE_PROMPTS}\n:max-tokens: 2\n```\n")
+    return names
+
+
+@pytest.fixture(scope="session")
+def widget_site(tmp_path_factory):
+    """The widget site, built and served: (base URL, widget names)."""
+    from sphinx.testing.util import SphinxTestApp
+
+    srcdir = tmp_path_factory.mktemp("widgets") / "src"
+    names = write_widget_site(srcdir)
+    app = SphinxTestApp("html", srcdir=srcdir, freshenv=True)
+    try:
+        app.build()
+        assert app.statuscode == 0 and app.warning.getvalue() == "", app.warning.getvalue()
+        with serve(Path(app.outdir)) as base:
+            yield base, names
+    finally:
+        app.cleanup()

@@ -79,10 +79,35 @@ def test_invalid_quizzes_fail_the_build(app):
 def test_correct_answers_must_be_spread_over_positions(app):
     app.build()
     (message,) = messages_of(app)
-    assert "option A holds 3 of the 3 correct answers (100%, more than 40%)" in message
-    assert "(correct answers by position: A: 3)" in message
-    assert message.endswith("[nanobook.quiz_balance]")
+    # The balance page by page, and where the next correct answer should go: the index's
+    # questions have two options, so B is the least used of the positions every question has.
+    assert message.split("index.md:", 1)[1] == (
+        "7: ERROR: quizzes: option A holds 3 of the 3 correct answers (100%, more than 40%); "
+        "move at least 2 of them to other positions.\n"
+        "Correct answers by position, page by page (book order):\n"
+        "  index: A 2, B 0, C 0 (next correct answer: B)\n"
+        "  second: A 1, B 0, C 0 (next correct answer: B)\n"
+        "  whole book: A 3, B 0, C 0\n"
+        "The next correct answer should take position B: it has the fewest correct answers (0) "
+        "of A to B, the positions every question has. [nanobook.quiz_balance]")
     assert app.statuscode == 1
+
+
+@pytest.mark.sphinx("html", testroot="quiz-balance-pages", freshenv=True)
+def test_each_page_gets_its_own_next_position(app):
+    app.build()
+    (message,) = messages_of(app)
+    # A holds 3 of 6 (50 %); B, C and D hold one each, so the book's next answer goes to B,
+    # but p1 already has its B: its next one goes to C.
+    assert message.split("p1.md:", 1)[1] == (
+        "3: ERROR: quizzes: option A holds 3 of the 6 correct answers (50%, more than 40%); "
+        "move at least 1 of them to other positions.\n"
+        "Correct answers by position, page by page (book order):\n"
+        "  p1: A 2, B 1, C 0, D 0 (next correct answer: C)\n"
+        "  p2: A 1, B 0, C 1, D 1 (next correct answer: B)\n"
+        "  whole book: A 3, B 1, C 1, D 1\n"
+        "The next correct answer should take position B: it has the fewest correct answers (1) "
+        "of A to D, the positions every question has. [nanobook.quiz_balance]")
 
 
 @pytest.mark.sphinx("html", testroot="quiz-balance", freshenv=True,

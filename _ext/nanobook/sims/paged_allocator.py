@@ -159,6 +159,13 @@ def describe(step: dict, state: dict, before: dict | None, block_size: int) -> s
     return text
 
 
+def coverage(all_states: list[list[dict]]) -> dict[str, bool]:
+    """Refusals and acceptances both happen, or the comparison would prove little."""
+    outcomes = [state["ok"] for states in all_states for state in states]
+    return {"an operation refused for want of blocks": False in outcomes,
+            "more operations accepted than refused": outcomes.count(True) > outcomes.count(False)}
+
+
 def data(params: dict) -> dict:
     return {"numBlocks": params["blocks"], "blockSize": params["block-size"],
             "example": example(params["blocks"], params["block-size"])}
@@ -214,4 +221,7 @@ WIDGET = Widget(
     static_form=static_form,
     scenarios=scenarios,
     replay=replay,
+    coverage=coverage,
+    css=("sim/paged-allocator/style.css",),
+    engine_modules=("nanovllm.engine.block_manager", "nanovllm.engine.sequence"),
 )

@@ -1,6 +1,9 @@
 // Mounts the simulators of a page. Every <div class="nb-sim-mount" data-widget="NAME"
-// data-params="{...}"> gets the widget ./NAME/view.js, which exports mount(element, params).
-// Loaded only on pages that have a simulator; the widgets come from this site, never a CDN.
+// data-params="{...}"> gets the widget ./NAME/view.js, which exports mount(element, params)
+// and builds itself with the widget kit (./kit/). Loaded only on pages that have a
+// simulator; the widgets come from this site, never a CDN.
+
+import { el } from "./kit/dom.js";
 
 const NAME = /^[a-z0-9][a-z0-9-]*$/;
 
@@ -16,10 +19,7 @@ async function mountOne(element) {
 
 for (const element of document.querySelectorAll(".nb-sim-mount[data-widget]")) {
   mountOne(element).catch((error) => {
-    const message = document.createElement("p");
-    message.className = "nb-sim-error";
-    message.textContent = `This simulator could not start: ${error.message}`;
-    element.replaceChildren(message);
+    element.replaceChildren(el("p", { class: "nb-sim-error", text: `This simulator could not start: ${error.message}` }));
     console.error(error);
   });
 }
