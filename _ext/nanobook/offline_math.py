@@ -13,9 +13,9 @@ accepts in the PDF, the web renders too (the autoloader never asks for another f
 MathJax's context menu is off (``mathjax3_config``): the options it offers would load
 components from elsewhere. Sphinx adds the script only to pages that hold math.
 
-This module checks the setting on every HTML build: a ``mathjax_path`` that is a web
-address, or a file that is not in ``html_static_path``, is a ``nanobook.math`` warning (an
-error under ``-W``).
+This module checks the setting once a page with math is written: a ``mathjax_path`` that
+is a web address, or a file that is not in ``html_static_path``, is a ``nanobook.math``
+warning (an error under ``-W``). A book without math loads no MathJax, and is not checked.
 """
 
 from __future__ import annotations
@@ -33,9 +33,11 @@ def is_remote(path: str) -> bool:
     return "://" in path or path.startswith("//")
 
 
-def check_mathjax(app: Sphinx) -> None:
-    if app.builder.format != "html":
+def check_mathjax(app: Sphinx, pagename: str, *args) -> None:
+    if (app.builder.format != "html" or getattr(app.builder, "nanobook_math_checked", False)
+            or not app.env.get_domain("math").has_equations(pagename)):
         return
+    app.builder.nanobook_math_checked = True
     path = app.config.mathjax_path
     if is_remote(path):
         BookWarning.MATH.warn(
@@ -51,5 +53,5 @@ def check_mathjax(app: Sphinx) -> None:
 def setup(app: Sphinx) -> dict:
     app.setup_extension("nanobook.warnings")
     app.setup_extension("sphinx.ext.mathjax")
-    app.connect("builder-inited", check_mathjax)
+    app.connect("html-page-context", check_mathjax)
     return {"version": "0.1", "parallel_read_safe": True, "parallel_write_safe": True}
