@@ -33,9 +33,10 @@ def is_remote(path: str) -> bool:
     return "://" in path or path.startswith("//")
 
 
-def check_mathjax(app: Sphinx, pagename: str, *args) -> None:
+def check_mathjax(app: Sphinx, pagename: str, templatename: str, context: dict,
+                  doctree) -> None:
     if (app.builder.format != "html" or getattr(app.builder, "nanobook_math_checked", False)
-            or not app.env.get_domain("math").has_equations(pagename)):
+            or not context.get("has_maths_elements", False)):  # what sphinx.ext.mathjax reads
         return
     app.builder.nanobook_math_checked = True
     path = app.config.mathjax_path

@@ -64,3 +64,12 @@ def test_the_vendored_mathjax_is_the_one_its_notes_name():
     digest = hashlib.sha256((folder / "tex-svg-full.js").read_bytes()).hexdigest()
     assert digest in (folder / "SOURCE.txt").read_text()
     assert "Apache License" in (folder / "LICENSE").read_text()
+
+
+
+@pytest.mark.sphinx("html", testroot="callouts", freshenv=True,
+                    confoverrides={"mathjax_path": "https://cdn.example.org/mathjax/tex-chtml.js"})
+def test_a_book_without_math_is_not_checked(app):
+    """No page has math, so no page loads MathJax: wherever mathjax_path points is moot."""
+    app.build()
+    assert "mathjax_path" not in app.warning.getvalue()
