@@ -99,10 +99,10 @@ def widget_site(tmp_path_factory):
     srcdir = tmp_path_factory.mktemp("widgets") / "src"
     names = write_widget_site(srcdir)
     app = SphinxTestApp("html", srcdir=srcdir, freshenv=True)
-    try:
+    try:  # built and let go at once: a live app keeps docutils' node registry for others
         app.build()
         assert app.statuscode == 0 and app.warning.getvalue() == "", app.warning.getvalue()
-        with serve(Path(app.outdir)) as base:
-            yield base, names
     finally:
         app.cleanup()
+    with serve(Path(app.outdir)) as base:
+        yield base, names

@@ -27,13 +27,13 @@ def small_site(tmp_path_factory):
     srcdir = tmp_path_factory.mktemp("site") / "src"
     shutil.copytree(ROOT / "tests" / "ext" / "roots" / "test-site", srcdir)
     app = SphinxTestApp("html", srcdir=srcdir, freshenv=True)
-    try:
+    try:  # built and let go at once: a live app keeps docutils' node registry for others
         app.build()
         assert app.statuscode == 0 and app.warning.getvalue() == "", app.warning.getvalue()
-        with serve(Path(app.outdir)) as base:
-            yield base
     finally:
         app.cleanup()
+    with serve(Path(app.outdir)) as base:
+        yield base
 
 
 def focused(page) -> dict:
