@@ -94,15 +94,20 @@ def write_widget_site(srcdir: Path) -> list[str]:
 @pytest.fixture(scope="session")
 def widget_site(tmp_path_factory):
     """The widget site, built and served: (base URL, widget names)."""
-    from sphinx.testing.util import SphinxTestApp
-
     srcdir = tmp_path_factory.mktemp("widgets") / "src"
     names = write_widget_site(srcdir)
+    with serve(build_site(srcdir)) as base:
+        yield base, names
+
+
+def build_site(srcdir: Path) -> Path:
+    """Build a small site with the book's extension, warnings failing; its output folder."""
+    from sphinx.testing.util import SphinxTestApp
+
     app = SphinxTestApp("html", srcdir=srcdir, freshenv=True)
     try:  # built and let go at once: a live app keeps docutils' node registry for others
         app.build()
         assert app.statuscode == 0 and app.warning.getvalue() == "", app.warning.getvalue()
     finally:
         app.cleanup()
-    with serve(Path(app.outdir)) as base:
-        yield base, names
+    return Path(app.outdir)

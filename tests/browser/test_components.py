@@ -10,11 +10,10 @@ test_pages.py.
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import pytest
 
-from tests.browser.conftest import serve, visit
+from tests.browser.conftest import build_site, serve, visit
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.browser
@@ -22,17 +21,9 @@ pytestmark = pytest.mark.browser
 
 @pytest.fixture(scope="module")
 def small_site(tmp_path_factory):
-    from sphinx.testing.util import SphinxTestApp
-
     srcdir = tmp_path_factory.mktemp("site") / "src"
     shutil.copytree(ROOT / "tests" / "ext" / "roots" / "test-site", srcdir)
-    app = SphinxTestApp("html", srcdir=srcdir, freshenv=True)
-    try:  # built and let go at once: a live app keeps docutils' node registry for others
-        app.build()
-        assert app.statuscode == 0 and app.warning.getvalue() == "", app.warning.getvalue()
-    finally:
-        app.cleanup()
-    with serve(Path(app.outdir)) as base:
+    with serve(build_site(srcdir)) as base:
         yield base
 
 
