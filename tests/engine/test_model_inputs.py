@@ -165,3 +165,22 @@ def test_graphs_cover_only_steps_whose_every_row_is_sampled():
     assert not DecodeGraphs.covers(graphs, step(5, 5))  # more rows than the largest graph
     assert not DecodeGraphs.covers(graphs, step(3, 3, width=9))  # a longer block table
     assert not DecodeGraphs.covers(graphs, step(2, 2, query=4))  # a prefill
+
+
+def test_a_cpu_decode_step_runs_the_plain_path_only():
+    """scripts/data_plane_path.py traces one eager decode step on the CPU: it starts at the
+    engine's step, reaches the attention layer, and runs no kernel file nor a speed-up module
+    (those are the GPU's)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).parents[2]
+    result = subprocess.run([sys.executable, str(repo / "scripts" / "data_plane_path.py")],
+                            capture_output=True, text=True, timeout=300, check=True, cwd=repo)
+    files = [line.split()[1] for line in result.stdout.splitlines() if line[:2].strip().isdigit()]
+    assert files[0] == "nanovllm/engine/llm_engine.py"
+    assert "nanovllm/layers/attention.py" in files and "nanovllm/models/qwen3.py" in files
+    assert not [f for f in files if f.startswith("nanovllm/kernels/")
+                or f.endswith(("fast_inputs.py", "cuda_graph.py"))]
+    assert "lines:" in result.stdout.splitlines()[-1]
