@@ -19,6 +19,7 @@ form is the traced run drawn: the blocks each request holds after every step.
 from __future__ import annotations
 
 import random
+from itertools import pairwise
 
 from . import Widget, engine_trace
 from .engine_trace import request_name
@@ -34,7 +35,7 @@ DEFAULT_PROMPTS = (
 
 PARAMS = engine_trace.scenario_params(
     **{"max-tokens": (24,), "blocks": 20, "block-size": 4, "max-batched-tokens": 32,
-       "max-num-seqs": 4, "prefix-caching": False})
+       "max-num-seqs": 4, "max-model-len": 1024, "prefix-caching": False})
 
 # What the reader may set in the page (the engine allows more; these keep a run readable).
 LIMITS = {"blocks": (1, 256), "block_size": (1, 2, 4, 8, 16), "budget": (1, 1024),
@@ -92,7 +93,7 @@ def coverage(all_states: list[list[dict]]) -> dict[str, bool]:
             for p, s in zip(step["batch"]["is_prefill"], step["batch"]["do_sample"], strict=True)),
         "a request joining while others run": any(
             step["added"] and any(s["status"] == "running" for s in before["seqs"])
-            for states in all_states for before, step in zip(states, states[1:])),
+            for states in all_states for before, step in pairwise(states)),
         "a request waiting while others run": any(
             {"waiting", "running"} <= {s["status"] for s in step["seqs"]} for step in steps),
     }
