@@ -69,8 +69,8 @@ MUTATIONS = [
     # The stepper's requests by lengths and its steps, and the timeline's static batching.
     ("scheduler-stepper", "const first = seqId * TOKEN_STRIDE + 1;",
      "const first = seqId * TOKEN_STRIDE;"),
-    ("scheduler-stepper", "const victim = this.running.pop();", "const victim = this.running.shift();"),
-    ("scheduler-stepper", "if (victim === seq) return false;", ""),
+    ("scheduler-stepper", "batch.preempted.push(victim.seqId);", ""),
+    ("scheduler-stepper", "batch.isPrefill.push(!isDecode(seq));", "batch.isPrefill.push(true);"),
     ("scheduler-stepper", "if (this.isCached(block)) this.free.push(block.id);",
      "if (this.isCached(block) || true) this.free.push(block.id);"),
     ("batching-timeline", "arrival: Math.floor(i / size) * WHEN_IDLE",

@@ -18,6 +18,7 @@ from __future__ import annotations
 import random
 
 from . import Param, Widget
+from .engine_trace import request_name
 from .scheduler_replay import replay
 
 OUTPUT_LENGTHS = (3, 41, 9, 14, 30, 6, 35, 11, 18, 4, 24, 27)  # the chapter's check
@@ -109,6 +110,17 @@ def placements(steps: list[dict], slots: int) -> dict[int, list[tuple[int, int]]
     return out
 
 
+def stretches(cells: list[tuple[int, int]]) -> list[tuple[int, int, int]]:
+    """(first step, steps, seq_id) of each unbroken stretch a request holds a slot."""
+    out: list[list[int]] = []
+    for step, seq in cells:
+        if out and out[-1][2] == seq and out[-1][0] + out[-1][1] == step:
+            out[-1][1] += 1
+        else:
+            out.append([step, 1, seq])
+    return [tuple(x) for x in out]
+
+
 def static_form(params: dict, payload: dict) -> list:
     from ..figure_plot import drawn_figure
     from ..plot_style import COLORS, PALETTE
@@ -124,9 +136,13 @@ def static_form(params: dict, payload: dict) -> list:
         axes = figure.subplots(2, 1, sharex=True)
         for ax, (batching, (steps, where)) in zip(axes, runs.items(), strict=True):
             for slot, cells in where.items():
-                for step, seq in cells:
-                    ax.broken_barh([(step + 0.5, 1)], (slot + 0.1, 0.8),
-                                   facecolors=PALETTE[seq % len(PALETTE)], edgecolor="none")
+                for first, length, seq in stretches(cells):
+                    ax.broken_barh([(first + 0.5, length)], (slot + 0.1, 0.8),
+                                   facecolors=PALETTE[seq % len(PALETTE)],
+                                   edgecolor=COLORS["background"], linewidth=1)
+                    if length >= 3:
+                        ax.text(first + 1, slot + 0.5, request_name(seq), va="center",
+                                fontsize=7, color=COLORS["text"])
             n, idle = slot_use(steps, slots)
             ax.set_title(f"{batching} batching: {n} steps, {idle} idle slots", loc="left",
                          color=COLORS["text"])
@@ -148,7 +164,8 @@ def static_form(params: dict, payload: dict) -> list:
            "at the end when no request waits.")
     caption = (f"{n} requests of {payload['promptLength']} prompt tokens generating "
                f"{', '.join(map(str, payload['outputLengths']))} tokens, {slots} slots, run "
-               "through the engine's scheduler. Colours repeat after seven requests.")
+               "through the engine's scheduler. Letters name the requests in order; colours "
+               "repeat after seven.")
     return [drawn_figure(draw, "batching-timeline-figure", alt, caption, size=(6.4, 4.2))]
 
 

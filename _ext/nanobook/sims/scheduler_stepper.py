@@ -130,7 +130,8 @@ def static_form(params: dict, payload: dict) -> list:
         ax.set_xlim(1, len(steps))
         ax.set_xlabel("step")
         ax.set_ylabel("KV blocks held")
-        ax.legend(loc="upper right", ncols=3, fontsize=8)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=len(names) + 1,
+                  fontsize=8)
 
     alt = (f"Stacked area chart of the KV blocks each of the {len(names)} requests holds after "
            f"each of {len(steps)} steps, under a dashed line at the pool's {pool} blocks. "
