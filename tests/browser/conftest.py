@@ -102,7 +102,9 @@ def widget_site(tmp_path_factory):
     try:
         app.build()
         assert app.statuscode == 0 and app.warning.getvalue() == "", app.warning.getvalue()
-        with serve(Path(app.outdir)) as base:
-            yield base, names
     finally:
+        # The pages stay; cleaning up now lets other test books be built in this session
+        # (Sphinx's global state would otherwise warn about nodes registered twice).
         app.cleanup()
+    with serve(Path(app.outdir)) as base:
+        yield base, names
