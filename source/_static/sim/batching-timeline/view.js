@@ -79,12 +79,18 @@ export function mount(root, params) {
     };
   }
 
+  // One drawing unit is one pixel of the column the drawing has, so text stays readable.
+  function drawWidth() {
+    return Math.max(280, Math.min(900, panels.static.holder.clientWidth || 620));
+  }
+
   function draw(steps, slots, width) {
     const rows = placements(steps, slots);
-    const cellW = 600 / width;
+    const full = drawWidth();
+    const cellW = (full - 20) / width;
     const rowH = 16;
     const { idle } = slotUse(steps, slots);
-    const svg = drawing({ width: 620, height: slots * rowH + 18,
+    const svg = drawing({ width: full, height: slots * rowH + 18,
       label: `${plural(slots, "slot")} over ${plural(steps.length, "step")}, ${plural(idle, "idle slot")}.` });
     for (let k = 0; k < slots; k += 1) {
       svg.append(rect(16, k * rowH, steps.length * cellW, rowH - 2, { class: "nb-bt-track" }),
@@ -115,7 +121,7 @@ export function mount(root, params) {
     if (slots === null) return;
     const outputs = lengths();
     const runs = Object.fromEntries(BATCHINGS.map((b) => [b, run(scenario(outputs, slots, b))]));
-    const width = Math.max(...BATCHINGS.map((b) => runs[b].length));
+    last = { runs, slots, width: Math.max(...BATCHINGS.map((b) => runs[b].length)) };
     lengthsLine.textContent = `${plural(outputs.length, "request")} of ${plural(promptLength, "prompt token")}, generating ` +
       `${outputs.join(", ")} tokens; ${plural(slots, "slot")} (max_num_seqs) per step.`;
     const sums = {};
@@ -123,8 +129,8 @@ export function mount(root, params) {
       const { idle } = slotUse(runs[b], slots);
       sums[b] = `${plural(runs[b].length, "step")}, ${plural(idle, "idle slot")}`;
       panels[b].summary.textContent = `${sums[b]}.`;
-      fill(panels[b].holder, draw(runs[b], slots, width));
     }
+    redraw();
     const done = Object.fromEntries(BATCHINGS.map((b) => [b, finishSteps(runs[b])]));
     fill(table, outputs.map((n, i) => el("tr", { style: { "--nb-seq": seqColour(i) } },
       el("th", { scope: "row" }, el("span", { class: "nb-bt-swatch", "aria-hidden": "true" }), letters(i)),
@@ -134,6 +140,17 @@ export function mount(root, params) {
     const orderText = ORDERS.find((o) => o.value === order.value()).text;
     say(`Lengths ${orderText}, ${plural(slots, "slot")}: static batching ${sums.static}; continuous batching ${sums.continuous}.`);
   }
+
+  let last = null;
+  let drawnFor = 0;
+  function redraw() {
+    drawnFor = drawWidth();
+    for (const b of BATCHINGS) fill(panels[b].holder, draw(last.runs[b], last.slots, last.width));
+  }
+
+  new ResizeObserver(() => {
+    if (last && Math.abs(drawWidth() - drawnFor) > 40) redraw();
+  }).observe(panels.static.holder);
 
   update();
   say("");
