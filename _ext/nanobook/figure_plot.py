@@ -183,15 +183,10 @@ class FigurePlotDirective(SphinxDirective):
             if not figure.axes:
                 raise _DrawingFailed("the code drew nothing on `figure`; draw on the figure it "
                                      "is given (ax = figure.subplots()), not on a new one")
-            svg_out, pdf_out = io.StringIO(), io.BytesIO()
-            figure.savefig(svg_out, format="svg", metadata={"Date": None})
-            figure.savefig(pdf_out, format="pdf",
-                           metadata={"CreationDate": None, "ModDate": None})
-        try:
-            svg = plot_style.themed_svg(svg_out.getvalue(), fig_id, alt)
-        except plot_style.PlotColourError as error:
-            raise _DrawingFailed(str(error)) from None
-        return svg, pdf_out.getvalue()
+            try:
+                return rendered(figure, fig_id, alt)
+            except plot_style.PlotColourError as error:
+                raise _DrawingFailed(str(error)) from None
 
     def _note_dependencies(self, code: str, read: list[Path]) -> None:
         """The page is read again when a record, an engine file or the style changes."""
@@ -206,6 +201,32 @@ class FigurePlotDirective(SphinxDirective):
 
 class _DrawingFailed(Exception):
     pass
+
+
+def rendered(figure, fig_id: str, alt: str) -> tuple[str, bytes]:
+    """The figure as themed inline SVG (web) and as PDF bytes (LaTeX); PlotColourError for a
+    colour outside the book's palette."""
+    svg_out, pdf_out = io.StringIO(), io.BytesIO()
+    figure.savefig(svg_out, format="svg", metadata={"Date": None})
+    figure.savefig(pdf_out, format="pdf", metadata={"CreationDate": None, "ModDate": None})
+    return plot_style.themed_svg(svg_out.getvalue(), fig_id, alt), pdf_out.getvalue()
+
+
+def drawn_figure(draw, fig_id: str, alt: str, caption: str = "",
+                 size: tuple[float, float] = plot_style.SIZE) -> plot_figure:
+    """A figure node drawn by ``draw(figure)`` in the book's style, for the static form of a
+    simulator: the same node, web and PDF, as ``{figure-plot}`` makes."""
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    with matplotlib.rc_context(plot_style.rc(size)):
+        figure = Figure()
+        draw(figure)
+        svg, pdf = rendered(figure, fig_id, alt)
+    node = plot_figure(svg=svg, pdf=pdf, alt=alt, ids=[fig_id])
+    if caption:
+        node += nodes.paragraph("", caption, classes=["nb-plot-caption"])
+    return node
 
 
 # -- HTML ------------------------------------------------------------------------------------------

@@ -60,7 +60,8 @@ def test_simulator_errors(app):
     app.build()
     messages = messages_of(app)
     assert len(messages) == 4, messages
-    assert "no such widget; known widgets: paged-allocator" in messages[0]
+    assert ("no such widget; known widgets: batching-timeline, paged-allocator, "
+            "scheduler-replay, scheduler-stepper") in messages[0]
     assert "unknown parameter :colour:; it takes :blocks: (blocks in the pool, default 12)" in messages[1]
     assert "blocks: 1000 is above the maximum 64" in messages[2]
     assert "block-size: expected int, got 'four'" in messages[3]

@@ -66,6 +66,15 @@ MUTATIONS = [
     ("scheduler-replay", "else this.free.unshift(block.id);", "else this.free.push(block.id);"),
     ("scheduler-replay", " && batch.preempted.length === 0", ""),
     ("scheduler-replay", "if (n < todo && !this.config.enable_chunked_prefill) break;", ""),
+    # The stepper's requests by lengths and its steps, and the timeline's static batching.
+    ("scheduler-stepper", "const first = seqId * TOKEN_STRIDE + 1;",
+     "const first = seqId * TOKEN_STRIDE;"),
+    ("scheduler-stepper", "batch.preempted.push(victim.seqId);", ""),
+    ("scheduler-stepper", "batch.isPrefill.push(!isDecode(seq));", "batch.isPrefill.push(true);"),
+    ("scheduler-stepper", "if (this.isCached(block)) this.free.push(block.id);",
+     "if (this.isCached(block) || true) this.free.push(block.id);"),
+    ("batching-timeline", "arrival: Math.floor(i / size) * WHEN_IDLE",
+     "arrival: Math.floor(i / (size + 1)) * WHEN_IDLE"),
 ]
 
 

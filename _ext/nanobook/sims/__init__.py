@@ -132,7 +132,8 @@ class Widget:
 
 
 def registry() -> dict[str, Widget]:
-    from . import paged_allocator, scheduler_replay
+    from . import batching_timeline, paged_allocator, scheduler_replay, scheduler_stepper
 
-    widgets = [paged_allocator.WIDGET, scheduler_replay.WIDGET]
+    widgets = [paged_allocator.WIDGET, scheduler_replay.WIDGET, scheduler_stepper.WIDGET,
+               batching_timeline.WIDGET]
     return {w.name: w for w in widgets}

@@ -51,6 +51,34 @@ def data(params: dict) -> dict:
 
 # -- the Python side of the logic test ------------------------------------------------------------
 
+# The rules of logic.js for requests given by lengths and for static batching (its
+# lengthRequest and staticBatching), so that both sides run the same requests.
+TOKEN_STRIDE = 4096
+WHEN_IDLE = 10**9
+
+
+def length_request(seq_id: int, prompt_length: int, output_length: int, arrival: int = 0) -> dict:
+    """A request known by its lengths: token ids no other request uses, never 0 (EOS)."""
+    first = seq_id * TOKEN_STRIDE + 1
+    return {"seq_id": seq_id, "prompt_token_ids": list(range(first, first + prompt_length)),
+            "max_tokens": output_length, "ignore_eos": True, "stop_token_ids": [],
+            "arrival": arrival,
+            "completion": list(range(first + prompt_length,
+                                     first + prompt_length + output_length))}
+
+
+def prepared(scenario: dict) -> dict:
+    """Requests as token ids; static batching as arrivals: group g of ``max_num_seqs``
+    requests arrives at step g x WHEN_IDLE, so it joins only once the engine is idle."""
+    requests = [r if "prompt_token_ids" in r else
+                length_request(r["seq_id"], r["prompt_length"], r["output_length"], r["arrival"])
+                for r in scenario["requests"]]
+    if scenario.get("batching") == "static":
+        size = scenario["config"]["max_num_seqs"]
+        requests = [{**r, "arrival": i // size * WHEN_IDLE} for i, r in enumerate(requests)]
+    return {**scenario, "requests": requests}
+
+
 def replay(scenario: dict) -> list[dict]:
     """The scenario through the engine's Scheduler and TraceRecorder: the trace's steps."""
     from nanovllm.config import Config
@@ -59,6 +87,7 @@ def replay(scenario: dict) -> list[dict]:
     from nanovllm.engine.trace import TraceRecorder
     from nanovllm.sampling_params import SamplingParams
 
+    scenario = prepared(scenario)
     settings = dict(scenario["config"])
     eos_token_id = settings.pop("eos_token_id")
     scheduler = Scheduler(Config(**settings), eos_token_id)

@@ -11,8 +11,11 @@
 // requests {seq_id, prompt_token_ids, max_tokens, ignore_eos, stop_token_ids, arrival,
 // completion}. The token a request samples at its k-th step of output is completion[k]: the
 // token the engine produced, so a run with other settings generates the same text and ends
-// at the same length. tests/ext/test_simulator_logic.py runs replay() below and the Python
-// scheduler on the same generated scenarios and requires identical traces.
+// at the same length. A request may instead give only its lengths, {seq_id, prompt_length,
+// output_length, arrival} (see lengthRequest), and a scenario may ask for static batching
+// ({batching: "static"}, see staticBatching). tests/ext/test_simulator_logic.py runs replay()
+// below and the Python scheduler on the same generated scenarios and requires identical
+// traces: the scheduler replay's, the scheduler stepper's and the batching timeline's.
 
 export const STATUS = { WAITING: "waiting", RUNNING: "running", FINISHED: "finished" };
 
@@ -204,15 +207,15 @@ export class Scheduler {
     const maxLen = this.config.max_model_len;
     const bs = this.config.block_size;
     if (n >= maxLen) {
-      throw new RangeError(`sequence ${seq.seqId}: the prompt has ${n} tokens; it must be ` +
-        `shorter than max_model_len=${maxLen} to leave room for output`);
+      throw new RangeError(`the prompt has ${n} tokens; it must be shorter than ` +
+        `max_model_len=${maxLen} to leave room for output`);
     }
     const kvTokens = Math.min(n + seq.maxTokens, maxLen) - 1;
     const pool = this.blockManager.blocks.length;
     if (ceilDiv(kvTokens, bs) > pool) {
-      throw new RangeError(`sequence ${seq.seqId}: prompt plus max_tokens needs up to ` +
-        `${ceilDiv(kvTokens, bs)} KV blocks, but the pool has ${pool} blocks of ${bs} tokens; ` +
-        "lower max_tokens or give the KV cache more memory");
+      throw new RangeError(`prompt plus max_tokens needs up to ${ceilDiv(kvTokens, bs)} KV ` +
+        `blocks, but the pool has ${pool} blocks of ${bs} tokens; lower max_tokens or give ` +
+        "the KV cache more memory");
     }
     this.waiting.push(seq);
   }
@@ -362,6 +365,7 @@ export function recordStep(scheduler, batch, sampled, seen, index) {
  * `maxSteps` stops a run that would not end (it throws).
  */
 export function run(scenario, maxSteps = 10000) {
+  scenario = prepared(scenario);
   const scheduler = new Scheduler(scenario.config);
   const completion = new Map(scenario.requests.map((r) => [r.seq_id, r.completion]));
   const pending = [...scenario.requests].sort((a, b) => a.arrival - b.arrival || a.seq_id - b.seq_id);
@@ -386,6 +390,58 @@ export function run(scenario, maxSteps = 10000) {
     if (steps.length > maxSteps) throw new Error(`the run takes more than ${maxSteps} steps`);
   }
   return steps;
+}
+
+// -- requests by lengths, and static batching ---------------------------------------------------
+
+// Token ids of a request given by lengths: request i uses i * TOKEN_STRIDE + 1 onwards, so no
+// two requests share a token (no prefix-cache hit, whatever the setting) and none samples
+// end-of-sequence (id 0) or a stop token. The engine's prompts are at most 2,048 tokens.
+export const TOKEN_STRIDE = 4096;
+
+/**
+ * A request known by its lengths alone: `promptLength` prompt tokens, then `outputLength`
+ * generated ones, end-of-sequence ignored; lengths decide its whole run.
+ */
+export function lengthRequest(seqId, promptLength, outputLength, arrival = 0) {
+  const first = seqId * TOKEN_STRIDE + 1;
+  const ids = (start, count) => Array.from({ length: count }, (_, k) => start + k);
+  return {
+    seq_id: seqId, prompt_token_ids: ids(first, promptLength), max_tokens: outputLength,
+    ignore_eos: true, stop_token_ids: [], arrival, completion: ids(first + promptLength, outputLength),
+  };
+}
+
+// An arrival later than any run: such requests join only when the engine is idle.
+export const WHEN_IDLE = 1e9;
+
+/**
+ * Static batching with the same scheduler: at most `max_num_seqs` requests at a time, and the
+ * next group of that many joins only when the engine has finished the group before. Group g
+ * arrives at step g x WHEN_IDLE, long after the engine has fallen idle, and run() lets the next
+ * arrivals join as soon as it is idle: the scheduler is then finished, exactly when a static
+ * server adds its next batch.
+ */
+export function staticBatching(scenario) {
+  const size = scenario.config.max_num_seqs;
+  return {
+    ...scenario, batching: "continuous",
+    requests: scenario.requests.map((r, i) => ({ ...r, arrival: Math.floor(i / size) * WHEN_IDLE })),
+  };
+}
+
+/** The scenario with its requests as token ids and its batching as arrivals. */
+function prepared(scenario) {
+  const requests = scenario.requests.map((r) => (r.prompt_token_ids ? r
+    : lengthRequest(r.seq_id, r.prompt_length, r.output_length, r.arrival)));
+  const full = { ...scenario, requests };
+  return scenario.batching === "static" ? staticBatching(full) : full;
+}
+
+/** Sequences computed in each step of a run, and the places a step had but did not use. */
+export function slotUse(steps, slots) {
+  const used = steps.map((step) => step.batch.seq_ids.length);
+  return { used, idle: slots * steps.length - used.reduce((a, b) => a + b, 0) };
 }
 
 /** What the test harness calls: the steps of a scenario's run. */
