@@ -10,7 +10,8 @@ from nanovllm.sampling_params import SamplingParams
 
 class SequenceStatus(Enum):
     """Where a request is in its life: waiting -> running -> finished, and from running back
-    to waiting when it is preempted. An abort or a failed step ends it from either queue."""
+    to waiting when it is preempted. An abort ends it from either queue, a failed step the
+    running ones it was computing."""
 
     WAITING = "waiting"  # queued: holds no KV blocks (new, or preempted)
     RUNNING = "running"  # admitted: holds blocks, gets tokens computed every step it is scheduled
