@@ -66,6 +66,11 @@ MUTATIONS = [
     ("scheduler-replay", "else this.free.unshift(block.id);", "else this.free.push(block.id);"),
     ("scheduler-replay", " && batch.preempted.length === 0", ""),
     ("scheduler-replay", "if (n < todo && !this.config.enable_chunked_prefill) break;", ""),
+    ("next-token", "chosen: top[rank][0],", "chosen: top[0][0],"),
+    ("next-token", "kvTokens: ids.length });", "kvTokens: ids.length + 1 });"),
+    ("kv-memory", "return 2 * model.layers * model.kvHeads * model.headDim * bytesPerValue;",
+     "return 2 * model.layers * model.kvHeads * model.headDim * 2;"),
+    ("kv-memory", "const room = usable - (weights ?? 0);", "const room = usable;"),
 ]
 
 
