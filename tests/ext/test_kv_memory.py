@@ -70,3 +70,13 @@ def test_every_gpu_memory_is_the_one_its_reference_cites(gpu):
     entry = references.split(f"({gpu['ref']})=", 1)[1].split("\n(ref-", 1)[0]
     gigabytes = gpu["bytes"] // 10**9
     assert re.search(rf"\b{gigabytes} GB\b", entry), (gpu, entry)
+
+
+def test_kv_bytes_of_many_tokens():
+    from nanobook.values import kv_bytes
+
+    ctx = kv_memory.value_context()
+    assert kv_bytes(ctx, "Qwen/Qwen3-0.6B", "262144") == 114688 * 262144  # 64 x 4,096
+    assert kv_bytes(ctx, "tiny-shakespeare", "10", "bfloat16") == 3072 * 10
+    with pytest.raises(ValueError, match="TOKENS must be a positive whole number, got '-3'"):
+        kv_bytes(ctx, "Qwen/Qwen3-0.6B", "-3")
