@@ -62,6 +62,20 @@ def shown_token(token: str) -> str:
     return text.replace(" ", "␣").replace("\n", "↵").replace("\t", "⇥")
 
 
+def for_print(text: str) -> str:
+    """The text as the PDF can set it: line breaks as ↵, and a character of the wide East Asian
+    scripts or beyond the Basic Multilingual Plane (an emoji) as its code point, U+XXXX, since
+    the book's fonts have no glyph for them."""
+    import unicodedata
+
+    def one(c: str) -> str:
+        if ord(c) > 0xFFFF or unicodedata.east_asian_width(c) in ("W", "F"):
+            return f"U+{ord(c):04X} "
+        return "↵" if c == "\n" else c
+
+    return "".join(one(c) for c in text).strip()
+
+
 def tokens_of(text: str) -> list[tuple[str, int]]:
     encoding = engine_tokenizer().backend.encode(text)
     return [(shown_token(t), i) for t, i in zip(encoding.tokens, encoding.ids, strict=True)]
@@ -101,12 +115,12 @@ def static_form(params: dict, payload: dict) -> list[nodes.Node]:
                 chips += nodes.Text(" ")
             chips += nodes.literal("", shown)
             chips += nodes.Text(f" {token_id}")
-        row([nodes.paragraph("", text.replace("\n", "↵")), chips,
-             f"{len(text)} → {len(pieces)}"], body)
+        row([nodes.paragraph("", for_print(text)), chips, f"{len(text)} → {len(pieces)}"], body)
     caption = nodes.paragraph(
         "", f"The bundled model's tokenizer ({payload['vocabSize']:,} tokens) on the widget's "
         "examples, as the engine cut them when this book was built. ␣ is a space, ↵ a line "
-        "break; hex numbers are bytes of a character that takes several tokens.",
+        "break; hex numbers are bytes of a character that takes several tokens, and U+ numbers "
+        "characters (an emoji, Chinese) by their code point.",
         classes=["nb-sim-trace-caption"])
     return [caption, table]
 
