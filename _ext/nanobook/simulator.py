@@ -26,7 +26,9 @@ the interactive version (``nanobook_web_url``, by default ``html_baseurl``).
 
 A widget whose data comes from running the engine (``nanobook.sims.engine_trace``)
 names the engine modules it runs; the page is read again when any engine file they
-reach changes, as for executed checks. Every page with a simulator also gets the
+reach changes, as for executed checks. A file a widget's view fetches at run time
+(``Widget.static_files``, such as the bundled model's ``tokenizer.json``) is copied into
+the HTML output's ``_static/`` at the end of every HTML build. Every page with a simulator also gets the
 widget kit's style sheet (``_static/sim/kit/kit.css``); the kit's modules are
 imported by the widgets themselves.
 """

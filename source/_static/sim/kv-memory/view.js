@@ -51,11 +51,12 @@ export function mount(root, params) {
   const totals = el("p", { class: "nb-kv-totals" });
   const rows = el("tbody");
   const note = el("p", { class: "nb-kv-note" });
+  const headers = ["GPU", "Memory", `Engine's ${Math.round(data.utilization * 100)}%`, "Weights",
+    "Room for KV", "Your conversations", "Conversations that fit"];
   views.append(
     view(`${id}-token`, "Keys and values", formula, totals),
     view(`${id}-gpus`, "On each GPU", el("div", { class: "nb-kv-scroll" }, el("table", { class: "nb-kv-table" },
-      el("thead", {}, el("tr", {}, ...["GPU", "Memory", `Engine's ${Math.round(data.utilization * 100)}%`, "Weights",
-        "Room for KV", "Your conversations", "Conversations that fit"].map((h) => el("th", { scope: "col", text: h })))),
+      el("thead", {}, el("tr", {}, ...headers.map((h) => el("th", { scope: "col", text: h })))),
       rows)), note));
 
   function compute() {
@@ -78,14 +79,15 @@ export function mount(root, params) {
         el("span", { class: "nb-kv-weights", style: { width: share(result.weights ?? 0) } }),
         el("span", { class: `nb-kv-need${g.all ? "" : " nb-kv-over"}`, style: { width: share(Math.min(result.total, Math.max(0, g.room))) } }));
       const verdict = g.room <= 0 ? "weights do not fit" : g.all ? "fit" : "do not fit";
+      const cell = (column, ...content) => el("td", { dataset: { label: headers[column] } }, ...content);
       return el("tr", { class: g.all ? "nb-kv-ok" : "nb-kv-no" },
         el("th", { scope: "row", text: g.name }),
-        el("td", { text: gb(gpu.bytes) }),
-        el("td", { text: gb(g.usable) }),
-        el("td", { text: result.weights === null ? "not counted" : gb(result.weights) }),
-        el("td", { text: g.room > 0 ? gb(g.room) : "none" }),
-        el("td", {}, el("span", { text: verdict }), bar),
-        el("td", { text: count(g.fits) }));
+        cell(1, gb(gpu.bytes)),
+        cell(2, gb(g.usable)),
+        cell(3, result.weights === null ? "not counted" : gb(result.weights)),
+        cell(4, g.room > 0 ? gb(g.room) : "none"),
+        cell(5, el("span", { class: "nb-kv-verdict", text: verdict }), bar),
+        cell(6, count(g.fits)));
     }));
     note.textContent = result.weights === null
       ? `${settings.model} is a mixture of experts: the book counts the weights of dense models only, so its weights are not subtracted here.`
