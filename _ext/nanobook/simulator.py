@@ -26,7 +26,9 @@ the interactive version (``nanobook_web_url``, by default ``html_baseurl``).
 
 A widget whose data comes from running the engine (``nanobook.sims.engine_trace``)
 names the engine modules it runs; the page is read again when any engine file they
-reach changes, as for executed checks. Every page with a simulator also gets the
+reach changes, as for executed checks. A file a widget's view fetches at run time
+(``Widget.static_files``, such as the bundled model's ``tokenizer.json``) is copied into
+the HTML output's ``_static/`` at the end of every HTML build. Every page with a simulator also gets the
 widget kit's style sheet (``_static/sim/kit/kit.css``); the kit's modules are
 imported by the widgets themselves.
 """
@@ -35,6 +37,8 @@ from __future__ import annotations
 
 import html
 import json
+import shutil
+from pathlib import Path
 
 from docutils import nodes
 from docutils.parsers.rst import directives
@@ -197,6 +201,18 @@ def add_scripts(app: Sphinx, pagename: str, templatename: str, context: dict, do
             app.add_css_file(css)
 
 
+def copy_static_files(app: Sphinx, exception: Exception | None) -> None:
+    """Copy the files the widgets' views fetch (``Widget.static_files``) into ``_static/``."""
+    if exception is not None or app.builder.format != "html":
+        return
+    static = Path(app.outdir) / "_static"
+    for widget in registry().values():
+        for target, source in (widget.static_files() if widget.static_files else {}).items():
+            destination = static / target
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, destination)
+
+
 def setup(app: Sphinx) -> dict:
     app.setup_extension("nanobook.warnings")
     app.setup_extension("nanobook.assets")
@@ -208,5 +224,6 @@ def setup(app: Sphinx) -> dict:
                  texinfo=(visit_pass, depart_pass))
     app.add_directive("simulator", SimulatorDirective)
     app.connect("html-page-context", add_scripts)
+    app.connect("build-finished", copy_static_files)
     return {"version": "0.1", "parallel_read_safe": True, "parallel_write_safe": True}
 

@@ -7,9 +7,10 @@ Syntax (MyST role)::
 
 ``name:arguments|format``: ``name`` picks a function of the registry below,
 ``arguments`` (comma-separated) are passed to it as strings, and ``format`` is
-optional: a Python format spec (``,``, ``.2f``) or a binary unit (``KiB``,
-``MiB``, ``GiB``: divided by 1024, 1024², 1024³ and printed with at most one
-decimal). Integers print with thousands separators by default.
+optional: a Python format spec (``,``, ``.2f``), a binary unit (``KiB``,
+``MiB``, ``GiB``: divided by 1024, 1024², 1024³) or ``GB`` (divided by 10⁹, the
+gigabyte of GPU datasheets), printed with at most one decimal. Integers print with
+thousands separators by default.
 
 An unknown name, wrong arguments or a failing computation is an error naming
 the page, the role and what is known. The page is read again when a file a value
@@ -47,7 +48,7 @@ from .engine_source import engine_packages, engine_root, module_file
 from .warnings import BookWarning
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float8_e4m3fn": 1, "int8": 1}
-UNITS = {"KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}
+UNITS = {"KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "GB": 10**9}
 
 
 @dataclass
@@ -92,6 +93,13 @@ def kv_bytes_per_token(ctx: ValueContext, model: str, dtype: str = "") -> int:
     return 2 * cfg["num_hidden_layers"] * kv_heads * head_dim * DTYPE_BYTES[dtype]
 
 
+def kv_bytes(ctx: ValueContext, model: str, tokens: str, dtype: str = "") -> int:
+    """Keys and values of ``tokens`` tokens (one conversation, or many added up)."""
+    if not (tokens.isdigit() and int(tokens) > 0):
+        raise ValueError(f"TOKENS must be a positive whole number, got {tokens!r}")
+    return kv_bytes_per_token(ctx, model, dtype) * int(tokens)
+
+
 def model_config_value(ctx: ValueContext, model: str, key: str) -> object:
     """One field of a model's ``config.json``."""
     cfg = ctx.model_config(model)
@@ -131,6 +139,7 @@ def engine_lines(ctx: ValueContext, path: str) -> int:
 
 VALUES: dict[str, Callable[..., object]] = {
     "kv_bytes_per_token": kv_bytes_per_token,
+    "kv_bytes": kv_bytes,
     "model_config": model_config_value,
     "engine_default": engine_default,
     "engine_lines": engine_lines,

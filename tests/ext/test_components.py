@@ -41,6 +41,16 @@ def test_simulator_mounts_with_its_parameters_and_engine_data(app):
     assert "sim/loader.js" not in page(app, "plain")
 
 
+@pytest.mark.sphinx("html", testroot="sim", freshenv=True)
+def test_files_a_view_fetches_are_copied_into_the_build(app):
+    """The tokenizer playground fetches the bundled model's tokenizer.json: every HTML build
+    copies that file, unchanged, to where the view looks for it."""
+    app.build()
+    copied = Path(app.outdir) / "_static" / "sim" / "tokenizer" / "tiny-shakespeare.json"
+    bundled = ROOT / "nanovllm" / "data" / "tiny-shakespeare" / "tokenizer.json"
+    assert copied.read_bytes() == bundled.read_bytes()
+
+
 @pytest.mark.sphinx("latex", testroot="sim", freshenv=True)
 def test_simulator_static_form_in_latex(app):
     app.build()
@@ -60,8 +70,9 @@ def test_simulator_errors(app):
     app.build()
     messages = messages_of(app)
     assert len(messages) == 4, messages
-    assert ("no such widget; known widgets: batching-timeline, paged-allocator, "
-            "scheduler-replay, scheduler-stepper") in messages[0]
+    assert ("no such widget; known widgets: batching-timeline, kv-memory, next-token, "
+            "paged-allocator, scheduler-replay, scheduler-stepper, tokenizer-playground"
+            ) in messages[0]
     assert "unknown parameter :colour:; it takes :blocks: (blocks in the pool, default 12)" in messages[1]
     assert "blocks: 1000 is above the maximum 64" in messages[2]
     assert "block-size: expected int, got 'four'" in messages[3]
@@ -123,9 +134,9 @@ def test_value_errors_name_what_is_known(app):
     app.build()
     messages = [m for m in messages_of(app) if "errors.md" in m]
     assert len(messages) == 4, messages
-    assert ("unknown value 'kv_bytes'; known values: decode_step, engine_default, engine_lines, "
-            "hardware, kv_bytes_per_token, model_config, param_count, prefill_step, record, "
-            "step_weight_bytes, weight_bytes") in messages[0]
+    assert ("unknown value 'kv_size'; known values: decode_step, engine_default, engine_lines, "
+            "hardware, kv_bytes, kv_bytes_per_token, model_config, param_count, prefill_step, "
+            "record, step_weight_bytes, weight_bytes") in messages[0]
     assert "no model 'acme/huge'; known models: tiny, acme/tiny-7" in messages[1]
     assert "dtype 'float64' is not one of float32, float16, bfloat16" in messages[2]
     assert "Config has no field 'nothing'" in messages[3]

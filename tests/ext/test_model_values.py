@@ -101,3 +101,13 @@ def test_the_model_configs_are_what_the_references_cite():
     for name in names:
         assert f"<https://huggingface.co/{name}>" in references, name
         json.loads((ROOT / "source" / "_data" / "models" / name / "config.json").read_text())
+
+
+def test_units_binary_and_decimal():
+    """GiB are 1024³ bytes; GB are 10⁹, as GPU datasheets count them (an H100's 80 GB)."""
+    from nanobook.values import format_value
+
+    assert format_value(141_107_412_992, "GB") == "141.1"
+    assert format_value(141_107_412_992, "GiB") == "131.4"
+    assert format_value(80 * 10**9, "GB") == "80"
+    assert format_value(114_688, "KiB") == "112"

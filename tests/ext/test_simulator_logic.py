@@ -75,6 +75,11 @@ MUTATIONS = [
      "if (this.isCached(block) || true) this.free.push(block.id);"),
     ("batching-timeline", "arrival: Math.floor(i / size) * WHEN_IDLE",
      "arrival: Math.floor(i / (size + 1)) * WHEN_IDLE"),
+    ("next-token", "chosen: top[rank][0],", "chosen: top[0][0],"),
+    ("next-token", "kvTokens: ids.length });", "kvTokens: ids.length + 1 });"),
+    ("kv-memory", "return 2 * model.layers * model.kvHeads * model.headDim * bytesPerValue;",
+     "return 2 * model.layers * model.kvHeads * model.headDim * 2;"),
+    ("kv-memory", "const room = usable - (weights ?? 0);", "const room = usable;"),
 ]
 
 
