@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import html
 import json
+import shutil
+from pathlib import Path
 
 from docutils import nodes
 from docutils.parsers.rst import directives
@@ -197,6 +199,18 @@ def add_scripts(app: Sphinx, pagename: str, templatename: str, context: dict, do
             app.add_css_file(css)
 
 
+def copy_static_files(app: Sphinx, exception: Exception | None) -> None:
+    """Copy the files the widgets' views fetch (``Widget.static_files``) into ``_static/``."""
+    if exception is not None or app.builder.format != "html":
+        return
+    static = Path(app.outdir) / "_static"
+    for widget in registry().values():
+        for target, source in (widget.static_files() if widget.static_files else {}).items():
+            destination = static / target
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, destination)
+
+
 def setup(app: Sphinx) -> dict:
     app.setup_extension("nanobook.warnings")
     app.setup_extension("nanobook.assets")
@@ -208,5 +222,6 @@ def setup(app: Sphinx) -> dict:
                  texinfo=(visit_pass, depart_pass))
     app.add_directive("simulator", SimulatorDirective)
     app.connect("html-page-context", add_scripts)
+    app.connect("build-finished", copy_static_files)
     return {"version": "0.1", "parallel_read_safe": True, "parallel_write_safe": True}
 

@@ -17,6 +17,10 @@ A widget whose page data comes from running the engine names the engine modules
 it runs (``engine_modules``) and any other files its result depends on
 (``engine_files``, globs under the engine root, such as model weights): the page
 is read again when one of them changes, as for executed checks.
+
+A widget whose view fetches a file at run time (the bundled tokenizer's ``tokenizer.json``)
+names it in ``static_files``: the path under ``_static/`` it is served at, and the file it is
+copied from. Every HTML build copies it, so the page and the engine read the same file.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from docutils import nodes
@@ -129,10 +134,12 @@ class Widget:
     css: tuple[str, ...] = field(default_factory=tuple)  # style sheets under _static/
     engine_modules: tuple[str, ...] = ()  # engine modules data() runs (their imports follow)
     engine_files: tuple[str, ...] = ()  # other files data() reads, globs under the engine root
+    # () -> {path under _static/: the file to copy there}, for files the view fetches
+    static_files: Callable[[], dict[str, Path]] | None = None
 
 
 def registry() -> dict[str, Widget]:
-    from . import paged_allocator, scheduler_replay
+    from . import paged_allocator, prefix_cache, scheduler_replay
 
-    widgets = [paged_allocator.WIDGET, scheduler_replay.WIDGET]
+    widgets = [paged_allocator.WIDGET, scheduler_replay.WIDGET, prefix_cache.WIDGET]
     return {w.name: w for w in widgets}
