@@ -33,10 +33,10 @@ from . import Param, ParamError, Widget
 TOKENIZER_URL = "sim/tokenizer/tiny-shakespeare.json"  # under _static/
 KEY_BITS = (64, 8, 4)  # the widths the reader can choose; 64 is the engine's
 
-# The example the page steps through and the PDF prints: two requests that share a system
-# prompt, both finish, a third revives the shared blocks, an unrelated prompt reuses the
-# pool (uncached blocks first, then the cached ones freed longest ago), and the first prompt
-# comes back.
+# The example the page steps through and the PDF prints: two requests share a system prompt,
+# both finish, a third revives the shared blocks, an unrelated prompt reuses the pool (the
+# uncached blocks first, then the cached block freed longest ago), and the first prompt comes
+# back to find all but the block that was reused.
 SYSTEM = "You are Friar Laurence. Answer in one line, in verse.\n"
 EXAMPLE = (
     ("submit", "A", SYSTEM + "Q: Where is Romeo?\nA:"),
@@ -44,8 +44,7 @@ EXAMPLE = (
     ("finish", "A", ""),
     ("finish", "B", ""),
     ("submit", "C", SYSTEM + "Q: What is in thy basket?\nA:"),
-    ("submit", "D", "HAMLET: To be, or not to be, that is the question: whether 'tis nobler"
-                    " in the mind to suffer"),
+    ("submit", "D", "HAMLET: To be, or not to be, that is the question."),
     ("submit", "E", SYSTEM + "Q: Where is Romeo?\nA:"),
 )
 
@@ -260,20 +259,26 @@ def data(params: dict) -> dict:
             "example": example(params["blocks"], bs, params["key-bits"])}
 
 
-def _short(key: str | None) -> str:
-    return "-" if key is None else key[-4:]
-
-
-def describe(step: dict, state: dict, texts: dict) -> str:
+def describe(step: dict, state: dict) -> str:
     name = step["seq"]
     if step["op"] == "finish":
         return f"finish {name}"
-    text = texts.get(name, "").replace("\n", "↵")
-    tokens = len(step["tokens"])
+    tokens, hits = len(step["tokens"]), len(state["hits"])
     if not state["ok"]:
-        return f"submit {name}: “{text}” ({tokens} tokens), refused: too few free blocks"
-    hits = len(state["hits"])
-    return f"submit {name}: “{text}” ({tokens} tokens, {hits} blocks from the cache)"
+        return f"submit {name} ({tokens} tokens): refused, too few free blocks"
+    return f"submit {name} ({tokens} tokens): {hits} blocks from the cache"
+
+
+def prompt_list(texts: dict) -> str:
+    """The example's prompts, each text once, the system prompt written out once as S."""
+    names: dict[str, list[str]] = {}
+    for name, text in texts.items():
+        names.setdefault(text, []).append(name)
+    shown = [f"S = “{SYSTEM}”"]
+    for text, who in names.items():
+        body = f"S + “{text[len(SYSTEM):]}”" if text.startswith(SYSTEM) else f"“{text}”"
+        shown.append(f"{' and '.join(who)}: {body}")
+    return "; ".join(shown).replace("\n", "↵")
 
 
 def static_form(params: dict, payload: dict) -> list[nodes.Node]:
@@ -283,7 +288,7 @@ def static_form(params: dict, payload: dict) -> list[nodes.Node]:
     table = nodes.table(classes=["colwidths-given", "nb-sim-trace", "nb-pc-steps"])
     group = nodes.tgroup(cols=4)
     table += group
-    for width in (6, 40, 28, 26):
+    for width in (6, 34, 32, 28):
         group += nodes.colspec(colwidth=width)
 
     def row(cells, into):
@@ -297,21 +302,16 @@ def static_form(params: dict, payload: dict) -> list[nodes.Node]:
     head, body = nodes.thead(), nodes.tbody()
     group += head
     group += body
-    row(["Step", "Operation", "Block tables (key of each block, last 4 hex digits)",
-         "Free list, front first (* = the cache finds it)"], head)
+    row(["Step", "Operation", "Block tables", "Free list, front first (* cached)"], head)
     for number, (step, state) in enumerate(zip(scenario["ops"], states, strict=True), start=1):
-        tables = "; ".join(
-            f"{n}: " + " ".join(f"{b}({_short(state['keys'][b])})" for b in t)
-            for n, t in state["tables"].items()) or "(none)"
+        tables = "; ".join(f"{n}: {' '.join(map(str, t))}" for n, t in state["tables"].items())
         free = " ".join(f"{b}{'*' if state['cached'][b] else ''}" for b in state["freeList"])
-        row([str(number), describe(step, state, scenario["texts"]), tables, free or "(empty)"],
-            body)
+        row([str(number), describe(step, state), tables or "(none)", free or "(empty)"], body)
     caption = nodes.paragraph(
         "", f"The example on a pool of {scenario['numBlocks']} blocks of "
-        f"{scenario['blockSize']} tokens, computed when this book was built by the engine's "
-        "BlockManager with prefix caching on; prompts tokenized by the bundled model's "
-        "tokenizer. A block's key is shown as its last four hex digits, '-' when it has none "
-        "(a block that is not full).", classes=["nb-sim-trace-caption"])
+        f"{scenario['blockSize']} tokens, run when this book was built by the engine's "
+        f"BlockManager with prefix caching on. Prompts: {prompt_list(scenario['texts'])}.",
+        classes=["nb-sim-trace-caption"])
     return [caption, table]
 
 
