@@ -307,6 +307,7 @@ export function mount(root, params) {
   render();
   loadTokenizer(new URL(`../../${params.tokenizer}`, import.meta.url).href).then((loaded) => {
     bpe = loaded;
+    box.dataset.tokenizer = "ready";
     render();
   }).catch((error) => {
     announcer.say(`The tokenizer could not load: ${error.message}`);
