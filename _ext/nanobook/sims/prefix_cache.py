@@ -310,7 +310,7 @@ def static_form(params: dict, payload: dict) -> list[nodes.Node]:
     caption = nodes.paragraph(
         "", f"The example on a pool of {scenario['numBlocks']} blocks of "
         f"{scenario['blockSize']} tokens, run when this book was built by the engine's "
-        f"BlockManager with prefix caching on. Prompts: {prompt_list(scenario['texts'])}.",
+        f"BlockManager with prefix caching on. Prompts: {prompt_list(scenario['texts'])}",
         classes=["nb-sim-trace-caption"])
     return [caption, table]
 
