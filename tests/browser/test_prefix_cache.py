@@ -32,6 +32,7 @@ def engine_states(data: dict, ops: list[dict], key_bits: int | None = None) -> l
 
 def engine_tokens(text: str) -> list[int]:
     from nanobook.sims.prefix_cache import bundled_folder
+
     from nanovllm.utils.tokenizer import Tokenizer
 
     return Tokenizer(bundled_folder()).encode(text)
