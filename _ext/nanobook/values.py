@@ -24,7 +24,9 @@ Models are Hugging Face folders (``config.json``): ``org/name`` is looked up in
 More values live in their own modules: ``record:PATH,FIELD`` reads one field of a measured
 record (``nanobook.record_files``); ``param_count``, ``weight_bytes``, ``decode_step``,
 ``prefill_step`` and ``hardware`` apply the engine's roofline to a model
-(``nanobook.model_values``).
+(``nanobook.model_values``); ``key_collision:RECORD,QUANTITY[,BITS]`` is the chance of a false
+prefix-cache key match in a pool the size of a bench record's, and ``birthday_attempts:BITS``
+the random inputs tried before two share a hash.
 
 Add a value by adding a function to ``VALUES`` (or, from ``conf.py``,
 ``nanobook_values = {"name": "module:function"}``); it takes a ``ValueContext``
@@ -137,12 +139,63 @@ def engine_lines(ctx: ValueContext, path: str) -> int:
     return sum(len(ctx.note(f).read_text(encoding="utf-8").splitlines()) for f in files)
 
 
+SECONDS_PER_YEAR = 365.25 * 24 * 3600
+COLLISION_QUANTITIES = ("blocks", "any_pair", "per_lookup", "lookups_per_s", "years")
+
+
+def key_collision(ctx: ValueContext, record: str, quantity: str, bits: str = "64") -> float:
+    """Chance of a false key match in a prefix cache the size of a bench record's KV pool.
+
+    The model: every block of the pool (``settings.num_kvcache_blocks``) holds a different
+    prefix under a uniformly random key of ``bits`` bits. ``any_pair``: two of those keys are
+    equal (the birthday bound, 1 - exp(-n(n-1) / 2^(bits+1))). ``per_lookup``: the key of a
+    prefix the cache does not hold equals one of them (n / 2^bits). ``lookups_per_s``: keys
+    computed per second if every block of every token the run processed is looked up once
+    (``results.total_tokens_per_s`` / ``settings.block_size``). ``years``: the mean time
+    between false matches at that rate. ``blocks``: n itself.
+    """
+    import math
+
+    from .record_files import find, load, scalar
+
+    if quantity not in COLLISION_QUANTITIES:
+        raise ValueError(f"quantity {quantity!r} is not one of {', '.join(COLLISION_QUANTITIES)}")
+    if not (bits.isdigit() and 1 <= int(bits) <= 256):
+        raise ValueError(f"bits {bits!r} must be a whole number from 1 to 256")
+    if ctx.srcdir is None:
+        raise ValueError("records are read from the book's source folder, which is not known here")
+    data = load(ctx.note(find(ctx.srcdir, record)), record)
+    blocks = scalar(data, "settings.num_kvcache_blocks", record)
+    space = 2 ** int(bits)
+    rate = (scalar(data, "results.total_tokens_per_s", record)
+            / scalar(data, "settings.block_size", record))
+    return {
+        "blocks": blocks,
+        "any_pair": -math.expm1(-blocks * (blocks - 1) / (2 * space)),
+        "per_lookup": blocks / space,
+        "lookups_per_s": rate,
+        "years": space / (blocks * rate * SECONDS_PER_YEAR),
+    }[quantity]
+
+
+def birthday_attempts(ctx: ValueContext, bits: str) -> float:
+    """Random inputs tried, on average, before two of them share a ``bits``-bit hash:
+    sqrt(pi / 2 * 2^bits), for a uniformly random hash (the birthday problem)."""
+    import math
+
+    if not (bits.isdigit() and 1 <= int(bits) <= 256):
+        raise ValueError(f"bits {bits!r} must be a whole number from 1 to 256")
+    return math.sqrt(math.pi / 2 * 2 ** int(bits))
+
+
 VALUES: dict[str, Callable[..., object]] = {
     "kv_bytes_per_token": kv_bytes_per_token,
     "kv_bytes": kv_bytes,
     "model_config": model_config_value,
     "engine_default": engine_default,
     "engine_lines": engine_lines,
+    "key_collision": key_collision,
+    "birthday_attempts": birthday_attempts,
 }
 
 

@@ -110,6 +110,7 @@ class Scheduler:
                 self._add_to_batch(batch, seq, n)
                 budget -= n
             i += 1
+        # region admission
         bm = self.block_manager  # 3. waiting sequences, first come first served
         while (self.waiting and budget > 0 and not batch.preempted_seq_ids
                and len(self.running) < self.config.max_num_seqs):
@@ -126,6 +127,7 @@ class Scheduler:
             self.running.append(seq)
             self._add_to_batch(batch, seq, n, hits)
             budget -= n
+        # endregion admission
         return batch
 
     def _make_room(self, seq: Sequence, n: int, batch: ScheduledBatch) -> bool:

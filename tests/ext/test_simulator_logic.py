@@ -9,6 +9,7 @@ state after every step must be identical. A new simulator only provides
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 
 import pytest
@@ -80,6 +81,11 @@ MUTATIONS = [
     ("kv-memory", "return 2 * model.layers * model.kvHeads * model.headDim * bytesPerValue;",
      "return 2 * model.layers * model.kvHeads * model.headDim * 2;"),
     ("kv-memory", "const room = usable - (weights ?? 0);", "const room = usable;"),
+    ("prefix-cache", "view.setUint32(head + 4 * i, token, true)",
+     "view.setUint32(head + 4 * i, token, false)"),
+    ("prefix-cache", "const head = previous === null ? 0 : 8;", "const head = 8;"),
+    ("prefix-cache", "seq.numComputedTokens += todo;", ""),
+    ("prefix-cache", "if (bits === 64) return blockKey;", "if (bits >= 8) return blockKey;"),
 ]
 
 
@@ -87,12 +93,11 @@ MUTATIONS = [
 def test_the_harness_sees_a_difference(tmp_path, name, line, wrong):
     """A logic module that differs from the engine in one detail is caught."""
     widget = registry()[name]
-    folder = STATIC / widget.logic.rsplit("/", 1)[0]
     good = (STATIC / widget.logic).read_text()
     assert good.count(line) == 1
-    for sibling in folder.glob("*.js"):  # the module may import its neighbours
-        (tmp_path / sibling.name).write_text(sibling.read_text())
-    module = tmp_path / widget.logic.rsplit("/", 1)[1]
+    # The module may import its neighbours and other widgets' modules (../scheduler-replay/).
+    shutil.copytree(STATIC / "sim", tmp_path / "sim", ignore=shutil.ignore_patterns("*.css"))
+    module = tmp_path / widget.logic
     module.write_text(good.replace(line, wrong))
     scenarios = widget.scenarios(seed=7, count=SCENARIOS)
     js_states = run_in_node(str(module), scenarios)

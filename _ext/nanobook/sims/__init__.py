@@ -144,6 +144,7 @@ def registry() -> dict[str, Widget]:
         kv_memory,
         next_token,
         paged_allocator,
+        prefix_cache,
         scheduler_replay,
         scheduler_stepper,
         tokenizer_playground,
@@ -151,5 +152,5 @@ def registry() -> dict[str, Widget]:
 
     widgets = [paged_allocator.WIDGET, scheduler_replay.WIDGET, scheduler_stepper.WIDGET,
                batching_timeline.WIDGET, tokenizer_playground.WIDGET, next_token.WIDGET,
-               kv_memory.WIDGET]
+               kv_memory.WIDGET, prefix_cache.WIDGET]
     return {w.name: w for w in widgets}

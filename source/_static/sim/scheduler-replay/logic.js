@@ -30,9 +30,12 @@ function sameTokens(a, b) {
 // -- the block manager -------------------------------------------------------------------------
 
 export class BlockManager {
-  constructor(numBlocks, blockSize, prefixCaching) {
+  // keyFunction(tokens, previousKey) keys a full block, as BlockManager.key_function does in
+  // the engine; the prefix-cache explorer passes the engine's own xxh64 keys.
+  constructor(numBlocks, blockSize, prefixCaching, keyFunction = BlockManager.key) {
     this.blockSize = blockSize;
     this.prefixCaching = prefixCaching;
+    this.keyFunction = keyFunction;
     this.blocks = Array.from({ length: numBlocks }, (_, id) => ({
       id, refCount: 0, key: null, tokens: [], content: null, parent: null,
     }));
@@ -57,7 +60,7 @@ export class BlockManager {
     let parent = null;
     for (let start = 0; start < Math.floor((seq.numTokens - 1) / bs) * bs; start += bs) {
       const tokens = seq.tokenIds.slice(start, start + bs);
-      key = BlockManager.key(tokens, key);
+      key = this.keyFunction(tokens, key);
       const block = this.cachedCopy(key, tokens, parent);
       if (block === null) break;
       hits.push(block.id);
@@ -141,7 +144,7 @@ export class BlockManager {
     const before = i > 0 ? this.blocks[seq.blockTable[i - 1]] : null;
     block.tokens = seq.tokenIds.slice(i * bs, (i + 1) * bs);
     block.parent = before ? before.content : null;
-    block.key = BlockManager.key(block.tokens, before ? before.key : null);
+    block.key = this.keyFunction(block.tokens, before ? before.key : null);
     const same = this.cachedCopy(block.key, block.tokens, block.parent);
     block.content = same ? same.content : this.nextContent++;
     this.cached.set(block.key, block.id);
