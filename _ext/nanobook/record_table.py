@@ -161,8 +161,8 @@ class RecordTableDirective(SphinxDirective):
         table += title
         group = nodes.tgroup(cols=len(columns))
         table += group
-        for _ in columns:
-            group += nodes.colspec(colwidth=1)
+        for i, (header, _, _) in enumerate(columns):
+            group += nodes.colspec(colwidth=column_width(header, [row[i][1] for row in rows]))
         head, body = nodes.thead(), nodes.tbody()
         group += head
         group += body
@@ -182,6 +182,14 @@ class RecordTableDirective(SphinxDirective):
             entry += nodes.paragraph("", text)
             row += entry
         return row
+
+
+def column_width(header: str, cells: list[str]) -> int:
+    """A column's width in characters, as the text builder sets it (HTML and LaTeX size their
+    columns themselves): its widest cell, and its header wrapped at about 24 characters but
+    never inside a word."""
+    longest_word = max((len(word) for word in header.split()), default=1)
+    return max([longest_word, min(len(header), 24), *(len(cell) for cell in cells)])
 
 
 def setup(app: Sphinx) -> dict:

@@ -206,3 +206,13 @@ def test_the_books_records_render_with_their_machines():
         "NVIDIA H200", "2f25ba7", "2026-11-28")
     assert record_files.provenance(record_files.load(tp, "t"), "t") == record_files.Provenance(
         "2 \u00d7 NVIDIA H200", "712e199", "2026-11-28")
+
+
+@pytest.mark.sphinx("text", testroot="records", freshenv=True)
+def test_a_record_table_in_plain_text_keeps_each_cell_on_one_line(app):
+    app.build()
+    text = (Path(app.outdir) / "index.txt").read_text()
+    # Each column is as wide as its widest cell, so a row of numbers is one line.
+    assert re.search(r"^\| 16 +\| 9,876 +\| 2\.25 +\| \u2014 +\| bs16 +\|$", text, re.M), text
+    assert re.search(r"^\| batch +\| output tok/s +\| TPOT p50 +\| TPOT p99 +\| variant +\|$",
+                     text, re.M), text
