@@ -157,6 +157,7 @@ class LLM:
             with tqdm(total=len(outputs), desc="Generating", unit="req", disable=not use_tqdm,
                       dynamic_ncols=True) as bar:
                 bar.update(len(outputs) - len(by_seq_id))
+                # region loop
                 while not self.engine.is_finished():
                     step = self.engine.step()
                     stats.prompt_tokens += step.num_prompt_tokens
@@ -167,6 +168,7 @@ class LLM:
                         f"output {stats.generated_tokens / stats.seconds:.0f} tok/s",
                         refresh=False)
                     bar.update(len(step.finished))
+                # endregion loop
         except BaseException:  # Ctrl-C, or an error outside a step: give the requests up
             self.engine.abort(seq for seq, _ in by_seq_id.values())
             raise

@@ -188,6 +188,42 @@ def birthday_attempts(ctx: ValueContext, bits: str) -> float:
     return math.sqrt(math.pi / 2 * 2 ** int(bits))
 
 
+PROFILE_QUANTITIES = ("kernels", "busy_ms")
+NOT_KERNELS = ("aten::", "Memcpy", "Memset")  # listed beside the kernels by torch.profiler
+TOP_KERNELS = 25  # nanovllm/bench/profile.py's top_kernels keeps this many entries
+
+
+def profile_step(ctx: ValueContext, record: str, run: str, quantity: str) -> float:
+    """One step of a run profiled by ``nanovllm/bench/profile.py`` (a bench ``profile.json``;
+    RUN is its dotted path there, such as ``bs1.decode_bs1``). ``kernels``: the GPU kernels
+    the step starts, copies and memsets left out. ``busy_ms``: the time the GPU is busy in the
+    step, kernels and copies (the torch operators the profiler lists beside them would count
+    their copies twice). The profile lists the busiest entries only, so a list that may have
+    been cut short is refused."""
+    from .record_files import find, load
+
+    if quantity not in PROFILE_QUANTITIES:
+        raise ValueError(f"quantity {quantity!r} is not one of {', '.join(PROFILE_QUANTITIES)}")
+    if ctx.srcdir is None:
+        raise ValueError("records are read from the book's source folder, which is not known here")
+    data = load(ctx.note(find(ctx.srcdir, record)), record)
+    node = data
+    for part in run.split("."):
+        if not isinstance(node, dict) or part not in node:
+            held = ", ".join(node) if isinstance(node, dict) else type(node).__name__
+            raise ValueError(f"{record!r} has no run {run!r}; at {part!r} it holds: {held}")
+        node = node[part]
+    entries = node.get("kernels") if isinstance(node, dict) else None
+    if not isinstance(entries, list):
+        raise ValueError(f"{record!r}: {run} has no list of kernels")
+    if len(entries) >= TOP_KERNELS:
+        raise ValueError(f"{record!r}: {run} lists {len(entries)} entries, the profiler's limit, "
+                         "so it may leave kernels out")
+    if quantity == "kernels":
+        return sum(e["calls_per_step"] for e in entries if not e["name"].startswith(NOT_KERNELS))
+    return sum(e["us_per_step"] for e in entries if not e["name"].startswith("aten::")) / 1000
+
+
 VALUES: dict[str, Callable[..., object]] = {
     "kv_bytes_per_token": kv_bytes_per_token,
     "kv_bytes": kv_bytes,
@@ -196,6 +232,7 @@ VALUES: dict[str, Callable[..., object]] = {
     "engine_lines": engine_lines,
     "key_collision": key_collision,
     "birthday_attempts": birthday_attempts,
+    "profile_step": profile_step,
 }
 
 

@@ -119,9 +119,11 @@ class Attention(nn.Module):
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                 meta: StepInputs) -> torch.Tensor:
         """q: [tokens, heads, head_dim]; k, v: [tokens, kv_heads, head_dim]."""
+        # region plain
         if not q.is_cuda:
             store_kv(k, v, self.k_cache, self.v_cache, meta.slot_mapping)
             return paged_attention(q, self.k_cache, self.v_cache, meta, self.scale)
+        # endregion plain
         store_kvcache(k, v, self.k_cache, self.v_cache, meta.slot_mapping)
         if meta.decode_only:
             return decode_attention(q, self.k_cache, self.v_cache, meta.block_tables,

@@ -136,7 +136,7 @@ def test_value_errors_name_what_is_known(app):
     assert len(messages) == 4, messages
     assert ("unknown value 'kv_size'; known values: birthday_attempts, decode_step, "
             "engine_default, engine_lines, hardware, key_collision, kv_bytes, "
-            "kv_bytes_per_token, model_config, param_count, prefill_step, record, "
+            "kv_bytes_per_token, model_config, param_count, prefill_step, profile_step, record, "
             "step_weight_bytes, weight_bytes") in messages[0]
     assert "no model 'acme/huge'; known models: tiny, acme/tiny-7" in messages[1]
     assert "dtype 'float64' is not one of float32, float16, bfloat16" in messages[2]

@@ -9,6 +9,7 @@ import re
 import subprocess
 
 import pytest
+from docutils import nodes
 from nanobook.sims import kv_memory
 from nanobook.values import DTYPE_BYTES, kv_bytes_per_token
 
@@ -80,3 +81,23 @@ def test_kv_bytes_of_many_tokens():
     assert kv_bytes(ctx, "tiny-shakespeare", "10", "bfloat16") == 3072 * 10
     with pytest.raises(ValueError, match="TOKENS must be a positive whole number, got '-3'"):
         kv_bytes(ctx, "Qwen/Qwen3-0.6B", "-3")
+
+
+def test_a_mixture_of_experts_gets_no_verdict_on_any_gpu():
+    ctx = kv_memory.value_context()
+    result = kv_memory.plan(ctx, {"model": "Qwen/Qwen3-30B-A3B", "dtype": "bfloat16",
+                                  "context": 4096, "requests": 64})
+    assert result["weights"] is None
+    assert result["perToken"] == 2 * 48 * 4 * 128 * 2
+    assert [(g["room"], g["fits"], g["all"]) for g in result["gpus"]] == [(None, None, None)] * 3
+
+
+def test_the_printed_table_names_the_bundled_model_and_gives_no_verdict_for_experts():
+    params = {key: p.default for key, p in kv_memory.PARAMS.items()}
+    caption, table = kv_memory.static_form(params, kv_memory.data(params))
+    rows = {row[0]: row[1:] for row in
+            ([entry.astext() for entry in r.children] for r in table.findall(nodes.row))}
+    assert rows["Qwen/Qwen3-30B-A3B"][1:] == ["—", "—", "—"]
+    assert "tiny-shakespeare (the bundled model)" in rows
+    assert rows["meta-llama/Llama-3.1-70B"][1:] == ["weights do not fit"] * 3
+    assert caption.astext().startswith("How many conversations of 4,096 tokens each GPU can hold")

@@ -46,3 +46,15 @@ def test_the_kv_cache_holds_the_prompt_after_the_first_step_and_grows_by_one():
                                                prompt + 4]
     assert [s["rank"] for s in states] == [2, 1, 0, 0, 0]
     assert [s["key"] for s in states] == ["", "2", "2.1", "2.1.0", "2.1.0.0"]
+
+
+def test_the_printed_table_shows_the_cache_growing_step_by_step():
+    from docutils import nodes
+
+    params = {key: p.default for key, p in next_token.PARAMS.items()}
+    caption, table = next_token.static_form(params, next_token.data(params))
+    rows = [[entry.astext() for entry in row.children] for row in table.findall(nodes.row)]
+    assert rows[0] == ["Step", "Five most likely next tokens", "Taken", "KV cache"]
+    assert [row[3] for row in rows[1:4]] == ["8 tokens", "9 tokens", "10 tokens"]
+    assert len(rows) == 1 + 15
+    assert "in each of the model's 6 layers once the step has run" in caption.astext()

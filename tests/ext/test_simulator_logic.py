@@ -80,7 +80,9 @@ MUTATIONS = [
     ("next-token", "kvTokens: ids.length });", "kvTokens: ids.length + 1 });"),
     ("kv-memory", "return 2 * model.layers * model.kvHeads * model.headDim * bytesPerValue;",
      "return 2 * model.layers * model.kvHeads * model.headDim * 2;"),
-    ("kv-memory", "const room = usable - (weights ?? 0);", "const room = usable;"),
+    ("kv-memory", "const room = usable - weights;", "const room = usable;"),
+    ("kv-memory", "if (weights === null) return { name: gpu.name, usable, room: null, fits: null, "
+     "all: null };", ""),
     ("prefix-cache", "view.setUint32(head + 4 * i, token, true)",
      "view.setUint32(head + 4 * i, token, false)"),
     ("prefix-cache", "const head = previous === null ? 0 : 8;", "const head = 8;"),

@@ -7,9 +7,13 @@ computes the KV bytes per token (``2 x layers x KV heads x head size x bytes``, 
 ``kv_bytes_per_token``), the bytes of all the conversations, and what is left for them on each
 GPU below once the engine's share of the memory (``gpu_memory_utilization``, by default 0.9)
 has room for the weights. Activations, which the engine measures at start-up, are left out.
+The book counts the weights of dense models only: for a mixture of experts (Qwen3-30B-A3B)
+there is no room to compare with, so no GPU gets a verdict.
 
 The GPUs and their memories are cited in ``source/references.md``; the calculator counts in
-GB of 10^9 bytes, as the datasheets do.
+GB of 10^9 bytes, as the datasheets do. The cards report a little more than their datasheets
+(``nvidia-smi`` in the bench records), and the engine sizes its cache from what the card
+reports, so it holds a few percent more than the calculator shows.
 
 ``replay(scenario)`` computes the same numbers with the book's value functions
 (``kv_bytes_per_token``, ``weight_bytes``): the logic test compares them on generated settings,
@@ -80,6 +84,7 @@ def model_entry(ctx, name: str) -> dict:
     heads = cfg["num_attention_heads"]
     return {
         "name": name,
+        "bundled": name in BUNDLED,
         "layers": cfg["num_hidden_layers"],
         "kvHeads": cfg.get("num_key_value_heads") or heads,
         "headDim": cfg.get("head_dim") or cfg["hidden_size"] // heads,
@@ -116,7 +121,11 @@ def plan(ctx, settings: dict) -> dict:
     gpus = []
     for gpu in GPUS:
         usable = int(gpu["bytes"] * utilization())
-        room = usable - (weight or 0)
+        if weight is None:  # weights not counted: nothing to say about what fits
+            gpus.append({"name": gpu["name"], "usable": usable, "room": None, "fits": None,
+                         "all": None})
+            continue
+        room = usable - weight
         gpus.append({"name": gpu["name"], "usable": usable, "room": room,
                      "fits": max(0, room // per_conversation) if room > 0 else 0,
                      "all": per_conversation * settings["requests"] <= room})
@@ -155,7 +164,8 @@ def scenarios(seed: int, count: int) -> list[dict]:
 
 
 def coverage(all_states: list[list[dict]]) -> dict[str, bool]:
-    gpus = [g for states in all_states for s in states for g in s["gpus"]]
+    gpus = [g for states in all_states for s in states for g in s["gpus"]
+            if s["weights"] is not None]
     return {"a model whose weights alone do not fit": any(g["room"] <= 0 for g in gpus),
             "requests that fit": any(g["all"] for g in gpus),
             "requests that do not fit": any(not g["all"] and g["room"] > 0 for g in gpus),
@@ -189,15 +199,22 @@ def static_form(params: dict, payload: dict) -> list[nodes.Node]:
     for model in payload["models"]:
         result = plan(ctx, {"model": model["name"], "dtype": "bfloat16", "context": context,
                             "requests": 1})
-        fits = ["weights do not fit" if g["room"] <= 0 else f"{g['fits']:,}"
-                for g in result["gpus"]]
-        row([model["name"] + ("" if result["weights"] is not None else " (weights not counted)"),
-             f"{result['perToken']:,}", *fits], body)
+        fits = [NO_VERDICT if g["room"] is None else "weights do not fit" if g["room"] <= 0
+                else f"{g['fits']:,}" for g in result["gpus"]]
+        row([shown_name(model["name"]), f"{result['perToken']:,}", *fits], body)
     caption = nodes.paragraph(
-        "", f"Conversations of {context:,} tokens whose keys and values fit on each GPU, in "
-        f"{utilization():.0%} of its memory once the weights are in (activations left out); "
-        "GPU memories as cited in the references.", classes=["nb-sim-trace-caption"])
+        "", f"How many conversations of {context:,} tokens each GPU can hold, for every model "
+        f"the calculator knows; {NO_VERDICT} for a mixture of experts, whose weights the book "
+        "does not count.", classes=["nb-sim-trace-caption"])
     return [caption, table]
+
+
+NO_VERDICT = "—"
+
+
+def shown_name(model: str) -> str:
+    """A model's name as the calculator lists it: the bundled model says that it is."""
+    return f"{model} (the bundled model)" if model in BUNDLED else model
 
 
 PARAMS = {

@@ -206,13 +206,14 @@ def shown(text: str) -> str:
 
 
 def static_form(params: dict, payload: dict) -> list[nodes.Node]:
-    """The greedy path as a table: each step's five most likely tokens and the one taken."""
+    """The greedy path as a table: each step's five most likely tokens, the one taken, and the
+    tokens the KV cache holds in every layer once the step has run."""
     token_text = payload["tokenText"]
     states = walk(payload["promptIds"], [], payload["steps"])
     table = nodes.table(classes=["nb-sim-trace", "nb-nt-table"])
-    group = nodes.tgroup(cols=3)
+    group = nodes.tgroup(cols=4)
     table += group
-    for width in (8, 74, 18):
+    for width in (8, 64, 14, 14):
         group += nodes.colspec(colwidth=width)
     head, body = nodes.thead(), nodes.tbody()
     group += head
@@ -226,15 +227,17 @@ def static_form(params: dict, payload: dict) -> list[nodes.Node]:
             r += entry
         into += r
 
-    row(["Step", "Five most likely next tokens", "Taken"], head)
+    row(["Step", "Five most likely next tokens", "Taken", "KV cache"], head)
     for number, state in enumerate(states, start=1):
         top = ", ".join(f"{shown(token_text[str(t)])} {p:.0%}" for t, p in state["top"])
-        row([str(number), top, shown(token_text[str(state["chosen"])])], body)
+        row([str(number), top, shown(token_text[str(state["chosen"])]),
+             f"{state['kvTokens']} tokens"], body)
     text = "".join(token_text[str(s["chosen"])] for s in states)
     caption = nodes.paragraph(
-        "", f"The bundled model continues “{shown(payload['prompt'])}” greedily: "
-        f"“{shown(text)}”. Probabilities from the engine when this book was built; ␣ is a "
-        "space, ↵ a line break.", classes=["nb-sim-trace-caption"])
+        "", f"The greedy path: the bundled model continues “{shown(payload['prompt'])}” with "
+        f"“{shown(text)}”. The last column is what the KV cache holds in each of the model's "
+        f"{payload['layers']} layers once the step has run. ␣ is a space, ↵ a line break.",
+        classes=["nb-sim-trace-caption"])
     return [caption, table]
 
 

@@ -117,10 +117,9 @@ def static_form(params: dict, payload: dict) -> list[nodes.Node]:
             chips += nodes.Text(f" {token_id}")
         row([nodes.paragraph("", for_print(text)), chips, f"{len(text)} → {len(pieces)}"], body)
     caption = nodes.paragraph(
-        "", f"The bundled model's tokenizer ({payload['vocabSize']:,} tokens) on the widget's "
-        "examples, as the engine cut them when this book was built. ␣ is a space, ↵ a line "
-        "break; hex numbers are bytes of a character that takes several tokens, and U+ numbers "
-        "characters (an emoji, Chinese) by their code point.",
+        "", f"The playground's example texts, cut by the engine's tokenizer "
+        f"({payload['vocabSize']:,} tokens) when this book was built. In the first column, U+ "
+        "numbers stand for characters the printed book has no letters for (an emoji, Chinese).",
         classes=["nb-sim-trace-caption"])
     return [caption, table]
 

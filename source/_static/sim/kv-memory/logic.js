@@ -5,6 +5,8 @@
 // `context` tokens keeps that many; `requests` conversations keep that many times more. On a
 // GPU the engine takes `utilization` of the memory (Config.gpu_memory_utilization); the
 // weights come first, the rest can hold keys and values (activations are left out here).
+// The book counts the weights of dense models only: for a mixture of experts (weights null)
+// there is no room to compare with, so room, fits and all are null.
 // Plain module, no DOM; tests/ext/test_simulator_logic.py holds it to the book's Python
 // values (kv_bytes_per_token, weight_bytes).
 
@@ -22,7 +24,8 @@ export function plan(data, settings) {
   const weights = model.weights[settings.dtype];
   const gpus = data.gpus.map((gpu) => {
     const usable = Math.floor(gpu.bytes * data.utilization);
-    const room = usable - (weights ?? 0);
+    if (weights === null) return { name: gpu.name, usable, room: null, fits: null, all: null };
+    const room = usable - weights;
     return {
       name: gpu.name, usable, room,
       fits: room > 0 ? Math.max(0, Math.floor(room / perConversation)) : 0,

@@ -35,7 +35,7 @@ export function mount(root, params) {
   // -- controls ------------------------------------------------------------------------------
   const modelChoice = choice({
     label: "Model", value: start.model, onChange: compute,
-    options: data.models.map((m) => ({ value: m.name, text: m.name })),
+    options: data.models.map((m) => ({ value: m.name, text: m.bundled ? `${m.name} (the bundled model)` : m.name })),
   });
   const dtypeChoice = choice({
     label: "dtype", value: start.dtype, onChange: compute,
@@ -77,25 +77,26 @@ export function mount(root, params) {
       const share = (bytes) => `${Math.min(100, Math.max(0, (100 * bytes) / gpu.bytes)).toFixed(2)}%`;
       const bar = el("span", { class: "nb-kv-bar", "aria-hidden": "true" },
         el("span", { class: "nb-kv-weights", style: { width: share(result.weights ?? 0) } }),
-        el("span", { class: `nb-kv-need${g.all ? "" : " nb-kv-over"}`, style: { width: share(Math.min(result.total, Math.max(0, g.room))) } }));
-      const verdict = g.room <= 0 ? "weights do not fit" : g.all ? "fit" : "do not fit";
+        el("span", { class: `nb-kv-need${g.all === false ? " nb-kv-over" : ""}`, style: { width: share(Math.min(result.total, Math.max(0, g.room ?? result.total))) } }));
+      const verdict = g.room === null ? "—" : g.room <= 0 ? "weights do not fit" : g.all ? "fit" : "do not fit";
       const cell = (column, ...content) => el("td", { dataset: { label: headers[column] } }, ...content);
-      return el("tr", { class: g.all ? "nb-kv-ok" : "nb-kv-no" },
+      return el("tr", { class: g.all === null ? "" : g.all ? "nb-kv-ok" : "nb-kv-no" },
         el("th", { scope: "row", text: g.name }),
         cell(1, gb(gpu.bytes)),
         cell(2, gb(g.usable)),
         cell(3, result.weights === null ? "not counted" : gb(result.weights)),
-        cell(4, g.room > 0 ? gb(g.room) : "none"),
+        cell(4, g.room === null ? "—" : g.room > 0 ? gb(g.room) : "none"),
         cell(5, el("span", { class: "nb-kv-verdict", text: verdict }), bar),
-        cell(6, count(g.fits)));
+        cell(6, g.fits === null ? "—" : count(g.fits)));
     }));
     note.textContent = result.weights === null
-      ? `${settings.model} is a mixture of experts: the book counts the weights of dense models only, so its weights are not subtracted here.`
-      : "GB are 10⁹ bytes, as the datasheets count. Activations, which the engine measures when it starts, are left out.";
+      ? `${settings.model} is a mixture of experts: the book counts the weights of dense models only, so it cannot say what fits.`
+      : "GB are 10⁹ bytes, as the datasheets count; the cards report a little more, so the engine's cache holds a few percent more than shown. Activations (a step's working numbers, which the engine measures when it starts) are left out.";
     const fitting = result.gpus.filter((g) => g.all).map((g) => g.name);
-    const short = result.gpus.filter((g) => !g.all).map((g) => g.room > 0 ? `${g.name} holds ${count(g.fits)}` : `${g.name} cannot hold the weights`);
+    const short = result.gpus.filter((g) => g.all === false).map((g) => g.room > 0 ? `${g.name} holds ${count(g.fits)}` : `${g.name} cannot hold the weights`);
     announcer.say(`${settings.model}, ${settings.dtype}: ${count(result.perToken)} bytes per token; ` +
       `${many(requests, "conversation")} of ${many(context, "token")} need ${gb(result.total)}. ` +
+      (result.weights === null ? "Its weights are not counted, so no GPU gets a verdict." : "") +
       (fitting.length ? `They fit on ${fitting.join(" and ")}. ` : "") + (short.length ? `${short.join("; ")}.` : ""));
   }
 
