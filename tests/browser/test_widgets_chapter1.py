@@ -115,3 +115,22 @@ def test_the_calculator_answers_for_the_model_and_sizes_chosen(widget_site, brow
     assert [row[2] for row in cells] == ["16.1 GB"] * 3  # the weights in bfloat16
     assert problems == []
     context.close()
+
+
+def test_the_calculator_gives_no_verdict_for_a_mixture_of_experts(widget_site, browser):
+    context, page, problems, sim, _ = open_widget(widget_site, browser, "kv-memory")
+    model = sim.get_by_role("combobox", name="Model")
+    model.focus()
+    model.select_option("Qwen/Qwen3-30B-A3B")
+    status = sim.locator("[role=status]").text_content()
+    assert status.endswith("need 25.8 GB. Its weights are not counted, so no GPU gets a verdict.")
+    cells = [[td.text_content() for td in row.locator("td").all()]
+             for row in sim.locator("table.nb-kv-table tbody tr").all()]
+    assert [row[4] for row in cells] == ["—"] * 3  # no fit / do not fit
+    assert [row[5] for row in cells] == ["—"] * 3
+    assert "mixture of experts" in sim.locator(".nb-kv-note").text_content()
+    # The bundled model is named as such in the list.
+    assert sim.locator("option[value='tiny-shakespeare']").text_content() == (
+        "tiny-shakespeare (the bundled model)")
+    assert problems == []
+    context.close()

@@ -54,7 +54,7 @@ def test_the_printed_table_shows_the_cache_growing_step_by_step():
     params = {key: p.default for key, p in next_token.PARAMS.items()}
     caption, table = next_token.static_form(params, next_token.data(params))
     rows = [[entry.astext() for entry in row.children] for row in table.findall(nodes.row)]
-    assert rows[0] == ["Step", "Five most likely next tokens", "Taken", "KV cache"]
-    assert [row[3] for row in rows[1:4]] == ["8 tokens", "9 tokens", "10 tokens"]
+    assert rows[0] == ["Step", "Five most likely next tokens", "Taken", "KV cache (tokens)"]
+    assert [row[3] for row in rows[1:4]] == ["8", "9", "10"]
     assert len(rows) == 1 + 15
     assert "in each of the model's 6 layers once the step has run" in caption.astext()

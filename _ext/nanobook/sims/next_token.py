@@ -227,11 +227,11 @@ def static_form(params: dict, payload: dict) -> list[nodes.Node]:
             r += entry
         into += r
 
-    row(["Step", "Five most likely next tokens", "Taken", "KV cache"], head)
+    row(["Step", "Five most likely next tokens", "Taken", "KV cache (tokens)"], head)
     for number, state in enumerate(states, start=1):
         top = ", ".join(f"{shown(token_text[str(t)])} {p:.0%}" for t, p in state["top"])
-        row([str(number), top, shown(token_text[str(state["chosen"])]),
-             f"{state['kvTokens']} tokens"], body)
+        row([str(number), top, shown(token_text[str(state["chosen"])]), str(state["kvTokens"])],
+            body)
     text = "".join(token_text[str(s["chosen"])] for s in states)
     caption = nodes.paragraph(
         "", f"The greedy path: the bundled model continues “{shown(payload['prompt'])}” with "
