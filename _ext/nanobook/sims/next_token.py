@@ -205,6 +205,11 @@ def shown(text: str) -> str:
     return text.replace(" ", "␣").replace("\n", "↵")
 
 
+def breaks(text: str) -> str:
+    """Running text with its line breaks shown, and its spaces left as spaces to break at."""
+    return text.replace("\n", "↵")
+
+
 def static_form(params: dict, payload: dict) -> list[nodes.Node]:
     """The greedy path as a table: each step's five most likely tokens, the one taken, and the
     tokens the KV cache holds in every layer once the step has run."""
@@ -234,8 +239,8 @@ def static_form(params: dict, payload: dict) -> list[nodes.Node]:
             body)
     text = "".join(token_text[str(s["chosen"])] for s in states)
     caption = nodes.paragraph(
-        "", f"The greedy path: the bundled model continues “{shown(payload['prompt'])}” with "
-        f"“{shown(text)}”. The last column is what the KV cache holds in each of the model's "
+        "", f"The greedy path: the bundled model continues “{breaks(payload['prompt'])}” with "
+        f"“{breaks(text)}”. The last column is what the KV cache holds in each of the model's "
         f"{payload['layers']} layers once the step has run. ␣ is a space, ↵ a line break.",
         classes=["nb-sim-trace-caption"])
     return [caption, table]
