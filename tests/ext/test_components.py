@@ -71,7 +71,7 @@ def test_simulator_errors(app):
     messages = messages_of(app)
     assert len(messages) == 4, messages
     assert ("no such widget; known widgets: batching-timeline, kv-memory, next-token, "
-            "paged-allocator, scheduler-replay, scheduler-stepper, tokenizer-playground"
+            "paged-allocator, prefix-cache, scheduler-replay, scheduler-stepper, tokenizer-playground"
             ) in messages[0]
     assert "unknown parameter :colour:; it takes :blocks: (blocks in the pool, default 12)" in messages[1]
     assert "blocks: 1000 is above the maximum 64" in messages[2]
