@@ -23,7 +23,8 @@ Models are Hugging Face folders (``config.json``): ``org/name`` is looked up in
 More values live in their own modules: ``record:PATH,FIELD`` reads one field of a measured
 record (``nanobook.record_files``); ``param_count``, ``weight_bytes``, ``decode_step``,
 ``prefill_step`` and ``hardware`` apply the engine's roofline to a model
-(``nanobook.model_values``).
+(``nanobook.model_values``); ``kv_fragmentation:POLICY,QUANTITY`` replays workload (a) under
+contiguous and paged KV allocation (``nanobook.fragmentation``).
 
 Add a value by adding a function to ``VALUES`` (or, from ``conf.py``,
 ``nanobook_values = {"name": "module:function"}``); it takes a ``ValueContext``
@@ -138,10 +139,11 @@ VALUES: dict[str, Callable[..., object]] = {
 
 
 def registry(config) -> dict[str, Callable[..., object]]:
+    from .fragmentation import VALUES as FRAGMENTATION_VALUES
     from .model_values import VALUES as MODEL_VALUES  # (they import this module)
     from .record_files import record_value
 
-    values = {**VALUES, **MODEL_VALUES, "record": record_value}
+    values = {**VALUES, **MODEL_VALUES, **FRAGMENTATION_VALUES, "record": record_value}
     for name, target in config.nanobook_values.items():
         module, _, attr = target.partition(":")
         values[name] = getattr(importlib.import_module(module), attr)
