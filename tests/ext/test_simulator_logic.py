@@ -66,6 +66,9 @@ MUTATIONS = [
     ("scheduler-replay", "else this.free.unshift(block.id);", "else this.free.push(block.id);"),
     ("scheduler-replay", " && batch.preempted.length === 0", ""),
     ("scheduler-replay", "if (n < todo && !this.config.enable_chunked_prefill) break;", ""),
+    ("block-table-walk", "const perSplit = Math.ceil(Math.ceil(contextLen / numSplits) / tile) * tile;",
+     "const perSplit = Math.ceil(contextLen / numSplits);"),
+    ("block-table-walk", "const offset = position % blockSize;", "const offset = (position + 1) % blockSize;"),
 ]
 
 

@@ -132,7 +132,7 @@ class Widget:
 
 
 def registry() -> dict[str, Widget]:
-    from . import paged_allocator, scheduler_replay
+    from . import block_table_walk, paged_allocator, scheduler_replay
 
-    widgets = [paged_allocator.WIDGET, scheduler_replay.WIDGET]
+    widgets = [paged_allocator.WIDGET, scheduler_replay.WIDGET, block_table_walk.WIDGET]
     return {w.name: w for w in widgets}
