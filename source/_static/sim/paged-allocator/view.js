@@ -42,7 +42,7 @@ export function mount(root, params) {
   const addTokens = integerField({ label: "Prompt tokens", min: 1, max: capacity * 2, value: 2 * blockSize + 1, unit: "tokens", onEnter: addSequence });
   const maxNew = integerField({ label: "Max new tokens", min: 1, max: capacity * 2, value: 2 * blockSize, unit: "tokens", onEnter: addSequence });
   const seqChoice = choice({ label: "Sequence", options: [] });
-  const growTokens = integerField({ label: "New tokens", min: 1, max: capacity * 2, value: 1, unit: "tokens", onEnter: growSequence });
+  const growTokens = integerField({ label: "Grow by", min: 1, max: capacity * 2, value: 1, unit: "tokens", onEnter: growSequence });
   const addButton = button("Add sequence", addSequence);
   const growButton = button("Grow", growSequence);
   const finishButton = button("Finish", finishSequence);
