@@ -217,17 +217,20 @@ def workload_a_run(policy: str) -> Run:
 def kv_fragmentation(ctx, policy: str, quantity: str) -> float | int:
     """``{value}`kv_fragmentation:POLICY,QUANTITY```: one figure of workload (a)'s run under
     POLICY; ``kv_fragmentation:setting,NAME`` gives the setting (``arena_blocks``,
-    ``block_size``, ``arena_slots``, ``max_model_len``, ``requests``)."""
+    ``block_size``, ``arena_slots``, ``max_model_len``, ``requests``, ``min_len``, ``max_len``)."""
     from nanovllm.bench import workloads
 
     for module in ("nanovllm.bench.workloads", "nanovllm.engine.scheduler",
                    "nanovllm.engine.block_manager", "nanovllm.engine.sequence"):
         ctx.note(_module_path(module))
     if policy == "setting":
+        workload = workloads.throughput()
         settings = {"arena_blocks": ARENA_BLOCKS, "block_size": BLOCK_SIZE,
                     "arena_slots": ARENA_BLOCKS * BLOCK_SIZE,
-                    "max_model_len": workloads.throughput().engine_settings["max_model_len"],
-                    "requests": len(workloads.throughput().requests)}
+                    "max_model_len": workload.engine_settings["max_model_len"],
+                    "requests": len(workload.requests),
+                    "min_len": workload.parameters["min_len"],
+                    "max_len": workload.parameters["max_len"]}
         if quantity not in settings:
             raise ValueError(f"no setting {quantity!r}; one of {', '.join(settings)}")
         return settings[quantity]

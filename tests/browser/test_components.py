@@ -123,7 +123,7 @@ def test_the_allocator_responds_to_input(small_site, browser):
     page.keyboard.type("4")
     page.keyboard.press("Tab")
     page.keyboard.press("Enter")
-    assert status.text_content() == ("Added A: a 5-token prompt with room for 9. The paged pool "
+    assert status.text_content() == ("Added A: 5 prompt tokens, room for 9. The paged pool "
                                      "gave it blocks 0, 1, 2. The contiguous arena reserved "
                                      "slots 0–8.")
     assert sim.locator("li.nb-pa-block[data-seq='A']").count() == 3
@@ -144,8 +144,8 @@ def test_the_allocator_responds_to_input(small_site, browser):
     sim.get_by_label("Prompt tokens").fill("17")
     sim.get_by_role("button", name="Add sequence").click()
     assert status.text_content() == (
-        "Refused B: a 17-token prompt with room for 21. The paged pool refused it: a 17-token "
-        "prompt needs 9 blocks, and 8 blocks are free. The scheduler would have to preempt a "
+        "Refused B: 17 prompt tokens, room for 21. The paged pool refused it: 17 prompt tokens "
+        "need 9 blocks, and 8 blocks are free. The scheduler would have to preempt a "
         "sequence to make room (chapter 5). The contiguous arena refused it: it needs 21 slots "
         "in a row and 16 slots are free.")
     assert sim.locator("li.nb-pa-block[data-seq]").count() == 0
@@ -163,7 +163,7 @@ def test_the_allocator_responds_to_input(small_site, browser):
         sim.locator("button.nb-pa-example").click()
     # Step 6: D fits in the free slots of the arena but in none of its holes.
     assert status.text_content() == (
-        "Added D: a 3-token prompt with room for 5. The paged pool gave it blocks 2, 3. The "
+        "Added D: 3 prompt tokens, room for 5. The paged pool gave it blocks 2, 3. The "
         "contiguous arena refused it: 6 slots are free, but not next to each other; the largest "
         "hole has 4.")
     assert problems == []

@@ -133,3 +133,24 @@ def test_value_errors_name_what_is_allowed():
         fragmentation.kv_fragmentation(ctx, "paged", "speed")
     with pytest.raises(ValueError, match="no setting 'colour'; one of arena_blocks, "):
         fragmentation.kv_fragmentation(ctx, "setting", "colour")
+
+
+def test_engine_constants_are_read_from_the_engines_source():
+    from nanobook.values import ValueContext, engine_constant
+
+    from tests.ext.conftest import ROOT
+
+    config = SimpleNamespace(nanobook_engine_root=str(ROOT), nanobook_engine_packages=["nanovllm"])
+    ctx = ValueContext(ROOT, config)
+    module = "nanovllm.kernels.decode_attention"
+    assert engine_constant(ctx, module, "MAX_SPLITS") == 32
+    assert engine_constant(ctx, module, "DECODE_TILE.BLOCK_N") == 64
+    assert ctx.used_files == [ROOT / "nanovllm" / "kernels" / "decode_attention.py"] * 2
+    with pytest.raises(ValueError, match="DECODE_TILE has no key 'rows'; keys: BLOCK_N, "):
+        engine_constant(ctx, module, "DECODE_TILE.rows")
+    with pytest.raises(ValueError, match="has no module-level constant 'SPLITS'"):
+        engine_constant(ctx, module, "SPLITS")
+    with pytest.raises(ValueError, match="the engine has no module 'nanovllm.kernels.nothing'"):
+        engine_constant(ctx, "nanovllm.kernels.nothing", "X")
+    with pytest.raises(ValueError, match="the engine has no module 'conf'"):
+        engine_constant(ctx, "conf", "project")

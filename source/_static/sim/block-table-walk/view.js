@@ -48,7 +48,8 @@ export function mount(root, params) {
   views.append(
     view(`${id}-seq`, `Sequence A: ${plural(contextLen, "position")}`, sequence),
     view(`${id}-table`, "A's block table", tableView),
-    view(`${id}-cache`, `The cache's blocks (A's decoded beside ${names.slice(1).join(" and ")})`, cache),
+    view(`${id}-cache`, `The cache's blocks (A's decoded beside ${names.slice(1).join(" and ")})`,
+      el("p", { class: "nb-btw-note", text: "Each block: its number, the table entry it holds (A5 is entry 5 of A's table), its slots." }), cache),
     view(`${id}-tile`, "What the kernel reads", detail));
 
   function current() {

@@ -171,7 +171,7 @@ export function mount(root, params) {
   function pagedRefusal(step, before) {
     const needed = step.op === "add" ? Math.ceil(step.tokens / blockSize)
       : Math.ceil((before.tokens[step.seq] + step.tokens) / blockSize) - before.tables[step.seq].length;
-    const what = step.op === "add" ? `a ${step.tokens}-token prompt needs ${plural(needed, "block")}`
+    const what = step.op === "add" ? `${plural(step.tokens, "prompt token")} ${step.tokens === 1 ? "needs" : "need"} ${plural(needed, "block")}`
       : `growing ${step.seq} by ${plural(step.tokens, "token")} needs ${plural(needed, "more block")}`;
     const free = before.freeList.length;
     return `The paged pool refused it: ${what}, and ${plural(free, "block")} ${free === 1 ? "is" : "are"} free. ` +
@@ -186,7 +186,7 @@ export function mount(root, params) {
   }
 
   function addSentence(step, beforePaged, afterPaged, pagedOk, contOk, free, largest) {
-    const head = `${step.seq}: a ${step.tokens}-token prompt with room for ${step.reserve}.`;
+    const head = `${step.seq}: ${plural(step.tokens, "prompt token")}, room for ${step.reserve}.`;
     const took = pagedOk ? afterPaged.tables[step.seq] : [];
     took.forEach((b) => changed.add(b));
     const paged = pagedOk ? `The paged pool gave it ${took.length === 1 ? "block" : "blocks"} ${took.join(", ")}.` : pagedRefusal(step, beforePaged);
