@@ -307,12 +307,11 @@ def static_form(params: dict, payload: dict) -> list[nodes.Node]:
         row([str(number), describe(step, state), _paged_cell(state["paged"]),
              _contiguous_cell(state["contiguous"])], body)
     caption = nodes.paragraph(
-        "", f"The example run on a pool of {scenario['numBlocks']} blocks of "
-        f"{scenario['blockSize']} tokens, computed when this book was built: the paged side by "
-        f"the engine's BlockManager (prefix caching off), the contiguous side by a first-fit "
-        f"arena of {scenario['numBlocks'] * scenario['blockSize']} slots. A region's slots "
-        "are numbered from 0; each request reserves its prompt plus the most it may generate.",
-        classes=["nb-sim-trace-caption"])
+        "", f"The example, computed when this book was built: the paged side by the engine's "
+        f"BlockManager (prefix caching off) on {scenario['numBlocks']} blocks of "
+        f"{scenario['blockSize']} tokens, the contiguous side by a first-fit arena of "
+        f"{scenario['numBlocks'] * scenario['blockSize']} slots, where each request reserves its "
+        "prompt plus the most it may generate.", classes=["nb-sim-trace-caption"])
     return [caption, table]
 
 
