@@ -126,10 +126,9 @@ def test_value_errors_name_what_is_known(app):
     app.build()
     messages = [m for m in messages_of(app) if "errors.md" in m]
     assert len(messages) == 4, messages
-    assert ("unknown value 'kv_bytes'; known values: decode_step, engine_default, engine_lines, "
-            "hardware, kv_bytes_per_token, kv_fragmentation, model_config, param_count, "
-            "prefill_step, record, "
-            "step_weight_bytes, weight_bytes") in messages[0]
+    assert ("unknown value 'kv_bytes'; known values: decode_step, engine_constant, engine_default, "
+            "engine_lines, hardware, kv_bytes_per_token, kv_fragmentation, model_config, "
+            "param_count, prefill_step, record, step_weight_bytes, weight_bytes") in messages[0]
     assert "no model 'acme/huge'; known models: tiny, acme/tiny-7" in messages[1]
     assert "dtype 'float64' is not one of float32, float16, bfloat16" in messages[2]
     assert "Config has no field 'nothing'" in messages[3]
