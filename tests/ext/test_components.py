@@ -51,7 +51,7 @@ def test_simulator_static_form_in_latex(app):
     assert r"\begin{nbsim}{Paged KV allocator}" in sim
     assert r"\sphinxhref{https://book.example/index.html\#sim-paged-allocator}" in sim
     # One row per step of the example: the engine's BlockManager beside a first-fit arena.
-    assert sim.count(r"\\") == 11  # the header and 10 steps
+    assert sim.count(r"\\") == 10  # the header and 9 steps
     assert r"add D: 3\sphinxhyphen{}token prompt, room for 5 (refused by the contiguous side)" in sim
     assert "A: {[}0, 1, 4{]} (5); B: {[}2, 3{]} (3)" in sim  # A grew into block 4
     assert r"A: 0\sphinxhyphen{}4 (5 of 5); C: 9\sphinxhyphen{}13 (5 of 5)" in sim

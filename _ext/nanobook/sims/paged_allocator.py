@@ -165,7 +165,6 @@ def example(num_blocks: int, block_size: int) -> dict:
         add("C", 2 * bs + 1, slots // 3),
         {"op": "finish", "seq": "B"},
         add("D", max(1, 2 * bs - 1), slots // 4 + 1),
-        {"op": "grow", "seq": "C", "tokens": bs},
         {"op": "finish", "seq": "A"},
         add("E", 2 * bs + max(1, bs // 2), slots // 2),
         add("F", 2 * bs, slots // 3),
