@@ -57,6 +57,7 @@ def decode_attention_kernel(query_ptr, k_cache_ptr, v_cache_ptr, block_tables_pt
     q_offsets = (seq * NUM_HEADS + heads[:, None]) * HEAD_DIM + dims[None, :]
     query = tl.load(query_ptr + q_offsets, mask=rows[:, None] < group, other=0.0)
 
+    # region tile-loop
     # This program's piece of the context: whole tiles, so that only the last one is ragged.
     context_len = tl.load(context_lens_ptr + seq)
     split_len = tl.cdiv(tl.cdiv(context_len, num_splits), BLOCK_N) * BLOCK_N
@@ -75,6 +76,7 @@ def decode_attention_kernel(query_ptr, k_cache_ptr, v_cache_ptr, block_tables_pt
         max_score, exp_sum, acc = attend_tile(query, k_cache_ptr, v_cache_ptr, kv_offsets,
                                               valid, valid[None, :], scale, max_score,
                                               exp_sum, acc, DOT_PRECISION)
+    # endregion tile-loop
 
     # An empty piece (or a padding row with context 0) has acc = 0 and exp_sum = 0: out = 0.
     out = acc / tl.maximum(exp_sum, 1e-30)[:, None]
