@@ -47,9 +47,7 @@ def decode_attention_kernel(query_ptr, k_cache_ptr, v_cache_ptr, block_tables_pt
                             NUM_KV_HEADS: tl.constexpr, HEAD_DIM: tl.constexpr,
                             BLOCK_SIZE: tl.constexpr, GROUP_ROWS: tl.constexpr,
                             BLOCK_N: tl.constexpr, num_splits, DOT_PRECISION: tl.constexpr):
-    seq = tl.program_id(0)
-    kv_head = tl.program_id(1)
-    split = tl.program_id(2)
+    seq, kv_head, split = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     group = NUM_HEADS // NUM_KV_HEADS  # query heads that read this kv head
     rows = tl.arange(0, GROUP_ROWS)  # rows >= group are padding for tl.dot
     heads = kv_head * group + rows
