@@ -2,7 +2,8 @@
 
 The rate is the average silent reading rate of English non-fiction measured by
 Brysbaert (2019), 238 words per minute (see the references page). Code blocks
-count like prose: a listing takes at least as long to read as its words.
+count like prose: a listing takes at least as long to read as its words. The code of a
+check that hides it (``:hide-code:``) is not on the page, and does not count.
 
 Chapters get a "N min read" line under their title; the ``reading-time`` role
 prints the time of any page (the landing page's chapter grid uses it). The
@@ -36,8 +37,20 @@ def count_words(doctree: nodes.Node) -> int:
     for text in doctree.findall(nodes.Text):
         if any(isinstance(a, (nodes.comment, nodes.raw, reading_time)) for a in _ancestors(text)):
             continue
+        if _hidden_code(text):
+            continue
         total += len(_WORD.findall(text.astext()))
     return total
+
+
+def _hidden_code(text: nodes.Text) -> bool:
+    """Inside the code part (the first child) of a check marked ``hide_code``."""
+    child = text
+    for parent in _ancestors(text):
+        if isinstance(parent, nodes.Element) and parent.get("hide_code"):
+            return bool(parent.children) and parent.children[0] is child
+        child = parent
+    return False
 
 
 def _ancestors(node: nodes.Node):

@@ -26,7 +26,8 @@ record (``nanobook.record_files``); ``param_count``, ``weight_bytes``, ``decode_
 ``prefill_step`` and ``hardware`` apply the engine's roofline to a model
 (``nanobook.model_values``); ``key_collision:RECORD,QUANTITY[,BITS]`` is the chance of a false
 prefix-cache key match in a pool the size of a bench record's, and ``birthday_attempts:BITS``
-the random inputs tried before two share a hash.
+the random inputs tried before two share a hash; ``kv_fragmentation:POLICY,QUANTITY``
+replays workload (a) under contiguous and paged KV allocation (``nanobook.fragmentation``).
 
 Add a value by adding a function to ``VALUES`` (or, from ``conf.py``,
 ``nanobook_values = {"name": "module:function"}``); it takes a ``ValueContext``
@@ -125,6 +126,31 @@ def engine_default(ctx: ValueContext, field_name: str) -> object:
                         and stmt.target.id == field_name and stmt.value is not None):
                     return ast.literal_eval(stmt.value)
     raise ValueError(f"Config has no field {field_name!r} with a literal default")
+
+
+def engine_constant(ctx: ValueContext, module: str, name: str) -> object:
+    """A module-level constant of an engine module, read from its source: ``NAME``, or
+    ``NAME.KEY`` for one entry of a dict (``DECODE_TILE.BLOCK_N``)."""
+    root = engine_root(ctx.config)
+    path = module_file(root, module)
+    if path is None or not module.startswith(tuple(engine_packages(ctx.config))):
+        raise ValueError(f"the engine has no module {module!r}")
+    constant, *keys = name.split(".")
+    tree = ast.parse(ctx.note(path).read_text(encoding="utf-8"))
+    for stmt in tree.body:
+        if (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1
+                and isinstance(stmt.targets[0], ast.Name) and stmt.targets[0].id == constant):
+            try:
+                value = ast.literal_eval(stmt.value)
+            except ValueError:
+                raise ValueError(f"{module}.{constant} is not a literal") from None
+            for key in keys:
+                if not isinstance(value, dict) or key not in value:
+                    known = ", ".join(map(str, value)) if isinstance(value, dict) else "none"
+                    raise ValueError(f"{module}.{constant} has no key {key!r}; keys: {known}")
+                value = value[key]
+            return value
+    raise ValueError(f"{module} has no module-level constant {constant!r}")
 
 
 def engine_lines(ctx: ValueContext, path: str) -> int:
@@ -229,6 +255,7 @@ VALUES: dict[str, Callable[..., object]] = {
     "kv_bytes": kv_bytes,
     "model_config": model_config_value,
     "engine_default": engine_default,
+    "engine_constant": engine_constant,
     "engine_lines": engine_lines,
     "key_collision": key_collision,
     "birthday_attempts": birthday_attempts,
@@ -237,10 +264,11 @@ VALUES: dict[str, Callable[..., object]] = {
 
 
 def registry(config) -> dict[str, Callable[..., object]]:
+    from .fragmentation import VALUES as FRAGMENTATION_VALUES
     from .model_values import VALUES as MODEL_VALUES  # (they import this module)
     from .record_files import record_value
 
-    values = {**VALUES, **MODEL_VALUES, "record": record_value}
+    values = {**VALUES, **MODEL_VALUES, **FRAGMENTATION_VALUES, "record": record_value}
     for name, target in config.nanobook_values.items():
         module, _, attr = target.partition(":")
         values[name] = getattr(importlib.import_module(module), attr)

@@ -1,3 +1,2 @@
-"""The engine: control plane (sequence, block_manager, scheduler, trace; pure Python) and data plane
-(model_runner, llm_engine; torch). Import the modules you need: this package imports nothing, so
-``import nanovllm.engine.scheduler`` never loads torch."""
+"""The engine: control plane (sequence, block_manager, scheduler, trace; pure Python, no torch)
+and data plane (model_runner, llm_engine; torch). This package imports nothing."""

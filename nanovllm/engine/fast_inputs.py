@@ -1,7 +1,6 @@
-"""The step's inputs, fast: what ``ModelRunner.prepare`` builds, with numpy, sent in one copy.
+"""The step's inputs, fast: what ``model_runner.prepare`` builds, with numpy, in one copy.
 
-On a GPU the step's preparation runs on the CPU while the GPU waits for it, every decode
-step, so three things make it cheap:
+On a GPU the host prepares every step while the GPU waits, so three things make it cheap:
 
 * **Whole arrays, not loops**: numpy arithmetic on arrays of every token; a decode-only
   batch, most steps, takes each sequence's ``last_token_id`` instead of slicing lists.
@@ -10,8 +9,7 @@ step, so three things make it cheap:
   when the table is another list (admission, preemption) or a longer one; the block
   manager never edits an entry in place.
 * **One copy from pinned memory**: every array is packed into one page-locked buffer,
-  pinned once, and travels in one copy (each copy has a fixed cost of microseconds,
-  whatever its size); the device tensors are views of the one device buffer.
+  pinned once, and travels in one copy (a copy costs microseconds, whatever its size).
 """
 
 import weakref

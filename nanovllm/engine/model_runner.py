@@ -93,8 +93,8 @@ class ModelRunner:
         self.block_size = config.block_size
         self.device = resolve_device(config.device)
         if self.device.type == "cuda" and config.block_size < 16:
-            raise ValueError(f"block_size={config.block_size} is invalid on a GPU: the Triton "
-                             f"attention kernels need block_size >= 16")
+            raise ValueError(f"block_size={config.block_size} is invalid on a GPU: the GPU "
+                             f"kernels are tested and measured at block_size >= 16 only")
         self.dtype = resolve_dtype(config.dtype, model_config, self.device)
         with default_dtype(self.dtype), torch.device(self.device):
             self.model = Qwen3ForCausalLM(model_config, Shard(rank, config.tensor_parallel_size))

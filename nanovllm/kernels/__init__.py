@@ -1,1 +1,1 @@
-"""Attention-side kernels: each file holds a Triton kernel and a plain-torch reference."""
+"""Triton kernels: the GPU's version of maths whose plain torch version is in ``layers/``."""

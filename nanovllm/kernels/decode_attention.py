@@ -47,9 +47,7 @@ def decode_attention_kernel(query_ptr, k_cache_ptr, v_cache_ptr, block_tables_pt
                             NUM_KV_HEADS: tl.constexpr, HEAD_DIM: tl.constexpr,
                             BLOCK_SIZE: tl.constexpr, GROUP_ROWS: tl.constexpr,
                             BLOCK_N: tl.constexpr, num_splits, DOT_PRECISION: tl.constexpr):
-    seq = tl.program_id(0)
-    kv_head = tl.program_id(1)
-    split = tl.program_id(2)
+    seq, kv_head, split = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     group = NUM_HEADS // NUM_KV_HEADS  # query heads that read this kv head
     rows = tl.arange(0, GROUP_ROWS)  # rows >= group are padding for tl.dot
     heads = kv_head * group + rows
@@ -57,6 +55,7 @@ def decode_attention_kernel(query_ptr, k_cache_ptr, v_cache_ptr, block_tables_pt
     q_offsets = (seq * NUM_HEADS + heads[:, None]) * HEAD_DIM + dims[None, :]
     query = tl.load(query_ptr + q_offsets, mask=rows[:, None] < group, other=0.0)
 
+    # region tile-loop
     # This program's piece of the context: whole tiles, so that only the last one is ragged.
     context_len = tl.load(context_lens_ptr + seq)
     split_len = tl.cdiv(tl.cdiv(context_len, num_splits), BLOCK_N) * BLOCK_N
@@ -75,6 +74,7 @@ def decode_attention_kernel(query_ptr, k_cache_ptr, v_cache_ptr, block_tables_pt
         max_score, exp_sum, acc = attend_tile(query, k_cache_ptr, v_cache_ptr, kv_offsets,
                                               valid, valid[None, :], scale, max_score,
                                               exp_sum, acc, DOT_PRECISION)
+    # endregion tile-loop
 
     # An empty piece (or a padding row with context 0) has acc = 0 and exp_sum = 0: out = 0.
     out = acc / tl.maximum(exp_sum, 1e-30)[:, None]

@@ -77,7 +77,7 @@ def prefill_attention(query: torch.Tensor, k_cache: torch.Tensor, v_cache: torch
     num_tokens, num_heads, head_dim = query.shape
     _, block_size, num_kv_heads, _ = k_cache.shape
     assert head_dim & (head_dim - 1) == 0, "the Triton kernel needs a power-of-two head_dim"
-    assert block_size >= 16, "tl.dot needs cache blocks of at least 16 tokens"
+    assert block_size >= 16, "the GPU kernels are tested at block_size >= 16 only"
     query = query.contiguous()
     out = torch.empty_like(query)
     block_m = 64 if head_dim <= 128 else 32

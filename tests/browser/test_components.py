@@ -104,35 +104,59 @@ def test_the_allocator_responds_to_input(small_site, browser):
     sim = page.locator(".nb-sim-mount")
     assert sim.get_attribute("data-mounted") == "true"
     status = sim.locator(".nb-sim-status")
-    # Keyboard only: type a prompt length, then activate "Add sequence".
+    # Keyboard only: type a prompt length and the most it may generate, then "Add sequence".
     prompt = sim.get_by_label("Prompt tokens")
     prompt.fill("")
     prompt.focus()
     page.keyboard.type("5")
     page.keyboard.press("Tab")
+    page.keyboard.press("Control+A")
+    page.keyboard.type("4")
+    page.keyboard.press("Tab")
     page.keyboard.press("Enter")
-    assert status.text_content() == "Added A: 5 tokens; it took blocks 0, 1, 2."
+    assert status.text_content() == ("Added A: 5 prompt tokens, room for 9. The paged pool "
+                                     "gave it blocks 0, 1, 2. The contiguous arena reserved "
+                                     "slots 0–8.")
     assert sim.locator("li.nb-pa-block[data-seq='A']").count() == 3
     assert sim.locator(".nb-pa-tables li").first.text_content() == "A (5 tokens): 0 1 2"
-    sim.get_by_label("New tokens").fill("1")
+    assert sim.locator(".nb-pa-regions li").first.text_content() == "A: slots 0–8, 5 of 9 hold tokens"
+    sim.get_by_label("Grow by").fill("1")
     sim.get_by_role("button", name="Grow").click()
-    assert status.text_content() == "A grew by 1 token to 6; it needed no new block."
+    assert status.text_content() == ("A grew by 1 token to 6: the paged pool needed no new block; "
+                                     "its contiguous region had room already.")
+    sim.get_by_label("Grow by").fill("4")
+    sim.get_by_role("button", name="Grow").click()
+    assert status.text_content().startswith("A may hold at most 9 tokens")
     sim.get_by_role("button", name="Finish").click()
     assert sim.locator("ol.nb-pa-free li").all_text_contents()[:4] == ["0", "1", "2", "3"]
-    # Too large a prompt is refused and changes nothing.
+    assert sim.locator(".nb-pa-regions li").all_text_contents() == [
+        "No sequences yet.", "Free holes: 0–15 (16 slots)"]
+    # Too large a prompt is refused by both and changes nothing.
     sim.get_by_label("Prompt tokens").fill("17")
     sim.get_by_role("button", name="Add sequence").click()
-    assert status.text_content().startswith("Refused: a 17-token prompt needs 9 blocks")
+    assert status.text_content() == (
+        "Refused B: 17 prompt tokens, room for 21. The paged pool refused it: 17 prompt tokens "
+        "need 9 blocks, and 8 blocks are free. The scheduler would have to preempt a "
+        "sequence to make room (chapter 5). The contiguous arena refused it: it needs 21 slots "
+        "in a row and 16 slots are free.")
     assert sim.locator("li.nb-pa-block[data-seq]").count() == 0
     # What a reader types is shown as text: a non-number is refused with a message.
     sim.get_by_label("Prompt tokens").evaluate("e => { e.type = 'text'; e.value = '<b>x</b>'; }")
     sim.get_by_role("button", name="Add sequence").click()
     assert status.text_content().startswith("Enter a whole number of tokens")
     assert sim.locator("b").count() == 0
-    # The example steps through the engine's scenario.
+    # The example steps through the scenario the PDF prints (paged_allocator.example).
     for _ in range(3):
         sim.locator("button.nb-pa-example").click()
-    assert status.text_content() == "A grew by 2 tokens to 7; it took block 5."
+    assert status.text_content() == ("A grew by 2 tokens to 5: the paged pool gave it block 4; "
+                                     "its contiguous region had room already.")
+    for _ in range(3):
+        sim.locator("button.nb-pa-example").click()
+    # Step 6: D fits in the free slots of the arena but in none of its holes.
+    assert status.text_content() == (
+        "Added D: 3 prompt tokens, room for 5. The paged pool gave it blocks 2, 3. The "
+        "contiguous arena refused it: 6 slots are free, but not next to each other; the largest "
+        "hole has 4.")
     assert problems == []
     context.close()
 

@@ -34,7 +34,8 @@ def test_simulator_mounts_with_its_parameters_and_engine_data(app):
     assert [op["seq"] for op in params["example"]["ops"]][:3] == ["A", "B", "A"]
     assert '<figcaption>A small pool.</figcaption>' in figure
     # The static form (the engine's trace) is in the page too, folded.
-    assert '<details class="nb-sim-static-html">' in figure and "Free list, front first" in figure
+    assert '<details class="nb-sim-static-html">' in figure
+    assert "free list front first" in figure and "Contiguous: regions" in figure
     assert_snapshot("sim-mount.html", figure.split("<details", 1)[0])
     # The loader only on the page that uses a simulator.
     assert 'type="module" src="_static/sim/loader.js' in html
@@ -59,10 +60,12 @@ def test_simulator_static_form_in_latex(app):
     sim = tex[tex.index(r"\begin{nbsim}"): tex.index(r"\end{nbsim}")]
     assert r"\begin{nbsim}{Paged KV allocator}" in sim
     assert r"\sphinxhref{https://book.example/index.html\#sim-paged-allocator}" in sim
-    # One row per step of the example, computed by the engine's BlockManager.
-    assert sim.count(r"\\") == 9  # the header and 8 steps
-    assert r"add C: 7\sphinxhyphen{}token prompt (refused: not enough free blocks, 2 free)" in sim
-    assert "A: {[}0, 1, 2{]} (5)" in sim
+    # One row per step of the example: the engine's BlockManager beside a first-fit arena.
+    assert sim.count(r"\\") == 10  # the header and 9 steps
+    assert r"add D: 3\sphinxhyphen{}token prompt, room for 5 (refused by the contiguous side)" in sim
+    assert "A: {[}0, 1, 4{]} (5); B: {[}2, 3{]} (3)" in sim  # A grew into block 4
+    assert r"A: 0\sphinxhyphen{}4 (5 of 5); C: 9\sphinxhyphen{}13 (5 of 5)" in sim
+    assert r"holes: 5\sphinxhyphen{}8, 14\sphinxhyphen{}15" in sim
 
 
 @pytest.mark.sphinx("html", testroot="sim-errors", freshenv=True)
@@ -70,9 +73,9 @@ def test_simulator_errors(app):
     app.build()
     messages = messages_of(app)
     assert len(messages) == 4, messages
-    assert ("no such widget; known widgets: batching-timeline, kv-memory, next-token, "
-            "paged-allocator, prefix-cache, scheduler-replay, scheduler-stepper, tokenizer-playground"
-            ) in messages[0]
+    assert ("no such widget; known widgets: batching-timeline, block-table-walk, kv-memory, "
+            "next-token, paged-allocator, prefix-cache, scheduler-replay, scheduler-stepper, "
+            "tokenizer-playground") in messages[0]
     assert "unknown parameter :colour:; it takes :blocks: (blocks in the pool, default 12)" in messages[1]
     assert "blocks: 1000 is above the maximum 64" in messages[2]
     assert "block-size: expected int, got 'four'" in messages[3]
@@ -135,9 +138,9 @@ def test_value_errors_name_what_is_known(app):
     messages = [m for m in messages_of(app) if "errors.md" in m]
     assert len(messages) == 4, messages
     assert ("unknown value 'kv_size'; known values: birthday_attempts, decode_step, "
-            "engine_default, engine_lines, hardware, key_collision, kv_bytes, "
-            "kv_bytes_per_token, model_config, param_count, prefill_step, profile_step, record, "
-            "step_weight_bytes, weight_bytes") in messages[0]
+            "engine_constant, engine_default, engine_lines, hardware, key_collision, kv_bytes, "
+            "kv_bytes_per_token, kv_fragmentation, model_config, param_count, prefill_step, "
+            "profile_step, record, step_weight_bytes, weight_bytes") in messages[0]
     assert "no model 'acme/huge'; known models: tiny, acme/tiny-7" in messages[1]
     assert "dtype 'float64' is not one of float32, float16, bfloat16" in messages[2]
     assert "Config has no field 'nothing'" in messages[3]

@@ -88,6 +88,9 @@ MUTATIONS = [
     ("prefix-cache", "const head = previous === null ? 0 : 8;", "const head = 8;"),
     ("prefix-cache", "seq.numComputedTokens += todo;", ""),
     ("prefix-cache", "if (bits === 64) return blockKey;", "if (bits >= 8) return blockKey;"),
+    ("block-table-walk", "const perSplit = Math.ceil(Math.ceil(contextLen / numSplits) / tile) * tile;",
+     "const perSplit = Math.ceil(contextLen / numSplits);"),
+    ("block-table-walk", "const offset = position % blockSize;", "const offset = (position + 1) % blockSize;"),
 ]
 
 

@@ -141,6 +141,7 @@ class Widget:
 def registry() -> dict[str, Widget]:
     from . import (
         batching_timeline,
+        block_table_walk,
         kv_memory,
         next_token,
         paged_allocator,
@@ -152,5 +153,5 @@ def registry() -> dict[str, Widget]:
 
     widgets = [paged_allocator.WIDGET, scheduler_replay.WIDGET, scheduler_stepper.WIDGET,
                batching_timeline.WIDGET, tokenizer_playground.WIDGET, next_token.WIDGET,
-               kv_memory.WIDGET, prefix_cache.WIDGET]
+               kv_memory.WIDGET, prefix_cache.WIDGET, block_table_walk.WIDGET]
     return {w.name: w for w in widgets}

@@ -17,6 +17,13 @@ A scenario is ``{"numBlocks", "blockSize", "ops": [...]}`` with operations
 An add or grow that needs more free blocks than there are is refused and changes
 nothing (the engine's scheduler would make room by preemption: chapter 5). The
 state after each step is ``{"ok", "freeList", "refCounts", "tables", "tokens"}``.
+
+Beside the pool the widget runs the same requests on a contiguous allocator
+(``contiguous.js``): an arena of as many slots, where an add also names its
+``"reserve"``, the prompt plus the most it may generate, and gets that many neighbouring
+slots at once, first fit. Its test (``tests/ext/test_contiguous_allocator.py``) compares it
+with a slot-by-slot reference; ``side_by_side`` runs both sides for the PDF, the paged one
+on the engine's BlockManager and the contiguous one on ``nanobook.fragmentation``'s arena.
 """
 
 from __future__ import annotations
@@ -28,46 +35,60 @@ from docutils import nodes
 from . import Param, Widget
 
 
+class PagedPool:
+    """Sequences by name on the engine's BlockManager (prefix caching off)."""
+
+    def __init__(self, num_blocks: int, block_size: int):
+        from nanovllm.engine.block_manager import BlockManager
+
+        self.manager = BlockManager(num_blocks, block_size, enable_prefix_caching=False)
+        self.seqs: dict = {}
+        self.next_id = 0
+
+    def add(self, name: str, tokens: int) -> bool:
+        from nanovllm.engine.sequence import Sequence
+
+        seq = Sequence([0] * tokens, seq_id=self.next_id)
+        if self.manager.num_blocks_needed(seq, tokens) > self.manager.num_free_blocks:
+            return False
+        self.next_id += 1
+        self.manager.allocate(seq, tokens)
+        seq.num_computed_tokens += tokens
+        self.seqs[name] = seq
+        return True
+
+    def grow(self, name: str, tokens: int) -> bool:
+        seq = self.seqs[name]
+        if self.manager.num_blocks_needed(seq, tokens) > self.manager.num_free_blocks:
+            return False
+        for _ in range(tokens):
+            seq.append_token(0)
+        self.manager.allocate(seq, tokens)
+        seq.num_computed_tokens += tokens
+        return True
+
+    def finish(self, name: str) -> bool:
+        self.manager.free(self.seqs.pop(name))
+        return True
+
+    def apply(self, step: dict) -> bool:
+        if step["op"] == "finish":
+            return self.finish(step["seq"])
+        if step["op"] in ("add", "grow"):
+            return getattr(self, step["op"])(step["seq"], step["tokens"])
+        raise ValueError(f"unknown operation {step['op']!r}")
+
+    def state(self) -> dict:
+        return {"freeList": list(self.manager.free_block_ids),
+                "refCounts": [block.ref_count for block in self.manager.blocks],
+                "tables": {n: list(s.block_table) for n, s in self.seqs.items()},
+                "tokens": {n: s.num_tokens for n, s in self.seqs.items()}}
+
+
 def replay(scenario: dict) -> list[dict]:
     """Run the scenario through the engine's BlockManager; the state after every step."""
-    from nanovllm.engine.block_manager import BlockManager
-    from nanovllm.engine.sequence import Sequence
-
-    manager = BlockManager(scenario["numBlocks"], scenario["blockSize"], enable_prefix_caching=False)
-    seqs: dict[str, Sequence] = {}
-    next_id = 0
-    states = []
-    for step in scenario["ops"]:
-        op, name = step["op"], step["seq"]
-        ok = True
-        if op == "add":
-            seq = Sequence([0] * step["tokens"], seq_id=next_id)
-            ok = manager.num_blocks_needed(seq, step["tokens"]) <= manager.num_free_blocks
-            if ok:
-                next_id += 1
-                manager.allocate(seq, step["tokens"])
-                seq.num_computed_tokens += step["tokens"]
-                seqs[name] = seq
-        elif op == "grow":
-            seq = seqs[name]
-            ok = manager.num_blocks_needed(seq, step["tokens"]) <= manager.num_free_blocks
-            if ok:
-                for _ in range(step["tokens"]):
-                    seq.append_token(0)
-                manager.allocate(seq, step["tokens"])
-                seq.num_computed_tokens += step["tokens"]
-        elif op == "finish":
-            manager.free(seqs.pop(name))
-        else:
-            raise ValueError(f"unknown operation {op!r}")
-        states.append({
-            "ok": ok,
-            "freeList": list(manager.free_block_ids),
-            "refCounts": [block.ref_count for block in manager.blocks],
-            "tables": {n: list(s.block_table) for n, s in seqs.items()},
-            "tokens": {n: s.num_tokens for n, s in seqs.items()},
-        })
-    return states
+    pool = PagedPool(scenario["numBlocks"], scenario["blockSize"])
+    return [{"ok": pool.apply(step), **pool.state()} for step in scenario["ops"]]
 
 
 def _name(i: int) -> str:
@@ -128,35 +149,120 @@ def _drop_refused_names(scenario: dict) -> dict:
 
 
 def example(num_blocks: int, block_size: int) -> dict:
-    """The scenario the page plays and the PDF prints: blocks end up scattered, then a refusal."""
-    bs = block_size
+    """The scenario the page plays and the PDF prints, on a pool of ``num_blocks * block_size``
+    slots. Reservations are fractions of it: A, B and C fill the contiguous arena; when B
+    ends, D fits in the free slots but in no hole of them; E reuses the hole A and B leave;
+    F needs more than the arena has left, while the paged pool takes every one of them."""
+    bs, slots = block_size, num_blocks * block_size
+
+    def add(name: str, tokens: int, reserve: int) -> dict:
+        return {"op": "add", "seq": name, "tokens": tokens, "reserve": max(tokens, reserve)}
+
     ops = [
-        {"op": "add", "seq": "A", "tokens": 2 * bs + max(1, bs // 2)},
-        {"op": "add", "seq": "B", "tokens": bs + max(1, bs // 2)},
+        add("A", bs + max(1, bs // 2), slots // 3),
+        add("B", bs + 1, slots // 4),
         {"op": "grow", "seq": "A", "tokens": bs},
-        {"op": "add", "seq": "C", "tokens": 3 * bs + 1},
+        add("C", 2 * bs + 1, slots // 3),
         {"op": "finish", "seq": "B"},
-        {"op": "add", "seq": "D", "tokens": 2 * bs},
-        {"op": "grow", "seq": "C", "tokens": bs},
+        add("D", max(1, 2 * bs - 1), slots // 4 + 1),
         {"op": "finish", "seq": "A"},
-        {"op": "add", "seq": "E", "tokens": (num_blocks - 2) * bs},
+        add("E", 2 * bs + max(1, bs // 2), slots // 2),
+        add("F", 2 * bs, slots // 3),
     ]
-    # On a small pool some adds are refused; later steps of a refused sequence are dropped.
-    return _drop_refused_names({"numBlocks": num_blocks, "blockSize": block_size, "ops": ops})
+    # On a small pool some adds are refused on both sides; later steps of those are dropped.
+    kept, alive = [], set()
+    scenario = {"numBlocks": num_blocks, "blockSize": block_size, "ops": kept}
+    for step in ops:
+        if step["op"] != "add" and step["seq"] not in alive:
+            continue
+        kept.append(step)
+        state = side_by_side(scenario)[-1]
+        if step["op"] == "add" and (state["paged"]["ok"] or state["contiguous"]["ok"]):
+            alive.add(step["seq"])
+        elif step["op"] == "finish":
+            alive.discard(step["seq"])
+    return scenario
 
 
-def describe(step: dict, state: dict, before: dict | None, block_size: int) -> str:
+def side_by_side(scenario: dict) -> list[dict]:
+    """The scenario on both allocators, as the widget runs it: the engine's BlockManager for the
+    paged pool, a first-fit arena of as many slots for the contiguous one.
+
+    A sequence holds at most its reservation (prompt plus the most tokens it may generate): a
+    grow past it is refused on both sides. An operation on a sequence that one side refused
+    leaves that side alone (its ``ok`` is None)."""
+    from nanobook.fragmentation import FirstFitArena
+
+    pool = PagedPool(scenario["numBlocks"], scenario["blockSize"])
+    arena = FirstFitArena(scenario["numBlocks"] * scenario["blockSize"])
+    filled: dict[str, int] = {}  # tokens in each contiguous region
+    states = []
+    for step in scenario["ops"]:
+        name, paged, contiguous = step["seq"], None, None
+        if step["op"] == "add":
+            paged = pool.add(name, step["tokens"])
+            contiguous = arena.place(name, step["reserve"]) is not None
+            if contiguous:
+                filled[name] = step["tokens"]
+        elif step["op"] == "grow":
+            held = pool.seqs[name].num_tokens if name in pool.seqs else filled[name]
+            within = held + step["tokens"] <= limit_of(scenario, name)
+            if name in pool.seqs:
+                paged = within and pool.grow(name, step["tokens"])
+            if name in filled:
+                contiguous = within
+                filled[name] += step["tokens"] if within else 0
+        else:
+            if name in pool.seqs:
+                paged = pool.finish(name)
+            if name in filled:
+                arena.release(name)
+                del filled[name]
+                contiguous = True
+        by_address = sorted(filled, key=lambda n: arena.regions[n][0])
+        states.append({
+            "paged": {"ok": paged, **pool.state()},
+            "contiguous": {"ok": contiguous,
+                           "regions": {n: [*arena.regions[n], filled[n]] for n in by_address},
+                           "holes": [list(h) for h in arena.holes()]},
+        })
+    return states
+
+
+def limit_of(scenario: dict, name: str) -> int:
+    """The reservation of ``name``: the tokens it may hold at most."""
+    return next(s["reserve"] for s in scenario["ops"] if s["op"] == "add" and s["seq"] == name)
+
+
+def describe(step: dict, state: dict) -> str:
     name, tokens = step["seq"], step.get("tokens", 0)
     if step["op"] == "add":
-        text = f"add {name}: {tokens}-token prompt"
+        text = f"add {name}: {tokens}-token prompt, room for {step['reserve']}"
     elif step["op"] == "grow":
         text = f"grow {name} by {tokens} token{'s' if tokens != 1 else ''}"
     else:
         return f"finish {name}"
-    if not state["ok"]:
-        have = len(before["freeList"]) if before else "?"
-        return text + f" (refused: not enough free blocks, {have} free)"
+    refused = [side for side in ("paged", "contiguous") if state[side]["ok"] is False]
+    if refused:
+        text += f" (refused by the {' and the '.join(refused)} side)"
     return text
+
+
+def _paged_cell(state: dict) -> list[str]:
+    tables = "; ".join(f"{n}: {t} ({state['tokens'][n]})" for n, t in state["tables"].items())
+    free = " ".join(map(str, state["freeList"])) or "(empty)"
+    return [tables or "(none)", f"free: {free}"]
+
+
+def _contiguous_cell(state: dict) -> list[str]:
+    regions = "; ".join(f"{n}: {_span(start, size)} ({used} of {size})"
+                        for n, (start, size, used) in state["regions"].items())
+    holes = ", ".join(_span(start, size) for start, size in state["holes"])
+    return [regions or "(none)", f"holes: {holes or '(none)'}"]
+
+
+def _span(start: int, size: int) -> str:
+    return str(start) if size == 1 else f"{start}-{start + size - 1}"
 
 
 def coverage(all_states: list[list[dict]]) -> dict[str, bool]:
@@ -172,13 +278,13 @@ def data(params: dict) -> dict:
 
 
 def static_form(params: dict, payload: dict) -> list[nodes.Node]:
-    """The example run through the engine, as a trace table."""
+    """The example on both allocators, as a trace table."""
     scenario = payload["example"]
-    states = replay(scenario)
+    states = side_by_side(scenario)
     table = nodes.table(classes=["nb-sim-trace"])
     group = nodes.tgroup(cols=4)
     table += group
-    for width in (6, 30, 40, 34):
+    for width in (5, 27, 34, 34):
         group += nodes.colspec(colwidth=width)
     head = nodes.thead()
     group += head
@@ -189,22 +295,22 @@ def static_form(params: dict, payload: dict) -> list[nodes.Node]:
         r = nodes.row()
         for cell in cells:
             entry = nodes.entry()
-            entry += nodes.paragraph("", cell)
+            for line in [cell] if isinstance(cell, str) else cell:
+                entry += nodes.paragraph("", line)
             r += entry
         into += r
 
-    row(["Step", "Operation", "Block tables (tokens)", "Free list, front first"], head)
-    before = None
+    row(["Step", "Operation", "Paged: block tables (tokens), free list front first",
+         "Contiguous: regions (tokens of slots), free holes"], head)
     for number, (step, state) in enumerate(zip(scenario["ops"], states, strict=True), start=1):
-        tables = "; ".join(f"{n}: {t} ({state['tokens'][n]})" for n, t in state["tables"].items())
-        free = " ".join(map(str, state["freeList"])) or "(empty)"
-        row([str(number), describe(step, state, before, scenario["blockSize"]), tables or "(none)",
-             free], body)
-        before = state
+        row([str(number), describe(step, state), _paged_cell(state["paged"]),
+             _contiguous_cell(state["contiguous"])], body)
     caption = nodes.paragraph(
-        "", f"The example run of the allocator on a pool of {scenario['numBlocks']} blocks of "
-        f"{scenario['blockSize']} tokens, computed by the engine's BlockManager (prefix caching "
-        "off) when this book was built.", classes=["nb-sim-trace-caption"])
+        "", f"The example, computed when this book was built: the paged side by the engine's "
+        f"BlockManager (prefix caching off) on {scenario['numBlocks']} blocks of "
+        f"{scenario['blockSize']} tokens, the contiguous side by a first-fit arena of "
+        f"{scenario['numBlocks'] * scenario['blockSize']} slots, where each request reserves its "
+        "prompt plus the most it may generate.", classes=["nb-sim-trace-caption"])
     return [caption, table]
 
 
