@@ -14,8 +14,7 @@ class SamplingParams:
     Frozen because one object is usually shared by every prompt of a ``generate`` call: a
     change made for one request must not leak into the others.
 
-    * ``temperature``: 0 means greedy (always the most likely token); higher flattens the
-      distribution.
+    * ``temperature``: 0 is greedy (always the most likely token); higher flattens the odds.
     * ``top_k``: sample only among the k most likely tokens; -1 or 0 turns it off.
     * ``top_p``: sample only among the most likely tokens whose probabilities add up to
       ``top_p`` (nucleus sampling); 1 turns it off.

@@ -22,8 +22,8 @@ so a trace holds only plain, ordered data (no times, no ids of Python objects). 
                  "cached_block_ids",    # blocks the prefix cache can find, ascending
                  "num_cached_keys"}}]}
 
-Block keys themselves are left out: they exceed 2**53, which JSON numbers in JavaScript cannot
-hold exactly. Everything after "sampled_token_ids" describes the state after postprocess.
+Block keys are left out (past 2**53, JavaScript cannot hold them exactly). Everything after
+"sampled_token_ids" is the state after postprocess.
 """
 
 from __future__ import annotations

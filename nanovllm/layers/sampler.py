@@ -4,22 +4,19 @@ For one row of logits and its request's parameters:
 
 1. temperature 0 means greedy: take the arg-max, nothing random happens;
 2. otherwise divide the logits by the temperature and take the softmax;
-3. top-k keeps the k most likely tokens; top-p (nucleus) then keeps the *smallest* set
-   of the most likely tokens whose probability mass (renormalised after top-k)
-   reaches p. The most likely token is always kept;
+3. top-k keeps the k most likely tokens; top-p (nucleus) then keeps the *smallest* set of
+   the most likely tokens whose mass (renormalised after top-k) reaches p, at least one;
 4. draw from what is left with the *exponential race*: give every token an independent
-   waiting time E ~ Exp(1) and pick the token with the largest p / E. Token i wins with
-   probability exactly p_i / sum(p), so no cumulative sums or normalisation are needed,
-   and removed tokens (p = 0) can never win. In logarithms, with p proportional to
-   exp(logit / T): the winner is ``argmax(logit / T - log E)``.
+   waiting time E ~ Exp(1) and pick the largest p / E. Token i wins with probability
+   exactly p_i / sum(p), with no cumulative sums or normalisation, and removed tokens
+   (p = 0) never win. In logarithms: the winner is ``argmax(logit / T - log E)``.
 
-Randomness: each row's waiting times come from its own *key*, a 64-bit number that
-fixes them completely: ``E_v = -log U_v``, where ``U_v`` comes from Philox, a
-counter-based generator, so token v's number is a pure function of (key, v). A request
-with a seed gets the key ``seed_key(seed, step)`` (``step``: tokens it has generated so
-far), so its output does not depend on which other requests share its batches, or on
-being preempted and recomputed. Requests without a seed get keys from the engine's own
-generator (seeded from ``Config.seed``), so a given workload is reproducible.
+Randomness: each row's waiting times come from its own 64-bit *key*: ``E_v = -log U_v``,
+with ``U_v`` from Philox, a counter-based generator, a pure function of (key, v). A request
+with a seed gets the key ``seed_key(seed, step)`` (``step``: tokens generated so far), so
+its output does not depend on its batch-mates, or on being preempted and recomputed.
+Requests without a seed get keys from the engine's generator (seeded from ``Config.seed``),
+so a given workload is reproducible.
 
 On a GPU the race is one Triton kernel that makes the same random numbers inside it
 (``kernels/sample.py``). Nothing here asks the GPU what the host knows ("does any row
