@@ -8,8 +8,9 @@ Syntax (MyST role)::
 ``name:arguments|format``: ``name`` picks a function of the registry below,
 ``arguments`` (comma-separated) are passed to it as strings, and ``format`` is
 optional: a Python format spec (``,``, ``.2f``), a binary unit (``KiB``,
-``MiB``, ``GiB``: divided by 1024, 1024², 1024³) or ``GB`` (divided by 10⁹, the
-gigabyte of GPU datasheets), printed with at most one decimal. Integers print with
+``MiB``, ``GiB``: divided by 1024, 1024², 1024³), ``GB`` (divided by 10⁹, the
+gigabyte of GPU datasheets) or ``billion`` (a count divided by 10⁹, for prose that says
+"5.4 billion"), printed with at most one decimal. Integers print with
 thousands separators by default.
 
 An unknown name, wrong arguments or a failing computation is an error naming
@@ -51,7 +52,7 @@ from .engine_source import engine_packages, engine_root, module_file
 from .warnings import BookWarning
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float8_e4m3fn": 1, "int8": 1}
-UNITS = {"KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "GB": 10**9}
+UNITS = {"KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "GB": 10**9, "billion": 10**9}
 
 
 @dataclass

@@ -118,7 +118,7 @@ def test_the_example_is_the_engines_run_step_by_step(widget_site, browser):
     verdicts = sim.locator("ol.nb-pc-lblocks > li .nb-pc-verdict").all_text_contents()
     hits = states[-1]["hits"]
     assert verdicts[: len(hits)] == [f"hit: block {b}" for b in hits]
-    assert verdicts[len(hits)].startswith("no block has this key: miss")
+    assert verdicts[len(hits)].startswith("no block has this block key: miss")
     assert problems == []
     context.close()
 
@@ -142,10 +142,10 @@ def colliding_pair(block_size: int) -> tuple[str, str]:
 def test_narrow_keys_collide_and_the_lookup_misses(widget_site, browser):
     context, page, problems, sim, data = open_widget(widget_site, browser)
     page.wait_for_selector(".nb-pc[data-tokenizer=ready]")
-    width = sim.get_by_role("combobox", name="Key width")
+    width = sim.get_by_role("combobox", name="Block-key width")
     width.focus()
     width.select_option("4")
-    assert "Keys now keep 4 bits" in sim.locator("[role=status]").text_content()
+    assert "Block keys now keep 4 bits" in sim.locator("[role=status]").text_content()
     first, second = colliding_pair(data["blockSize"])
     submit(page, sim, first)
     said = submit(page, sim, second)
@@ -153,9 +153,9 @@ def test_narrow_keys_collide_and_the_lookup_misses(widget_site, browser):
            for n, t in (("A", first), ("B", second))]
     state = engine_states(data, ops, key_bits=4)[-1]
     assert state["lookups"][0]["verdict"] == "other content" and state["hits"] == []
-    assert "A key matched block 0, which holds other content: a miss, not a wrong hit." in said
+    assert "A block key matched block 0, which holds other content: a miss, not a wrong hit." in said
     verdict = sim.locator("ol.nb-pc-lblocks > li .nb-pc-verdict").first.text_content()
-    assert verdict.startswith("key found, but block 0 holds other content: miss")
+    assert verdict.startswith("block key found, but block 0 holds other content: miss")
     assert shown(sim) == expected(state)
     assert problems == []
     context.close()

@@ -111,3 +111,4 @@ def test_units_binary_and_decimal():
     assert format_value(141_107_412_992, "GiB") == "131.4"
     assert format_value(80 * 10**9, "GB") == "80"
     assert format_value(114_688, "KiB") == "112"
+    assert format_value(5_382_943_231.0, "billion") == "5.4"  # a count, in the prose's words

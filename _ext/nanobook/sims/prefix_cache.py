@@ -167,7 +167,7 @@ def scenarios(seed: int, count: int) -> list[dict]:
     for _ in range(count):
         block_size = rng.choice([1, 2, 4, 8])
         num_blocks = rng.randint(2, 24)
-        key_bits = rng.choice([64, 64, 64, 64, 8, 3])
+        key_bits = rng.choice([64, 64, 64, 64, 8, 4, 3])  # the reader's widths, and 3
         prefixes = [[rng.randint(1, 5) for _ in range(rng.randint(1, 3 * block_size))]
                     for _ in range(3)]
         run, alive, earlier, made, ops = Run(num_blocks, block_size, key_bits), [], [], 0, []
@@ -297,9 +297,9 @@ def static_form(params: dict, payload: dict) -> list[nodes.Node]:
         free = " ".join(f"{b}{'*' if state['cached'][b] else ''}" for b in state["freeList"])
         row([str(number), describe(step, state), tables or "(none)", free or "(empty)"], body)
     caption = nodes.paragraph(
-        "", f"The example on a pool of {scenario['numBlocks']} blocks of "
-        f"{scenario['blockSize']} tokens, run when this book was built by the engine's "
-        f"BlockManager with prefix caching on. Prompts: {prompt_list(scenario['texts'])}",
+        "", f"The example on {scenario['numBlocks']} blocks of {scenario['blockSize']} tokens, "
+        f"run by the engine's BlockManager at build time. Prompts: "
+        f"{prompt_list(scenario['texts'])}",
         classes=["nb-sim-trace-caption"])
     return [caption, table]
 
@@ -312,7 +312,7 @@ WIDGET = Widget(
     params={
         "blocks": Param(int, 16, 4, 64, "blocks in the pool"),
         "block-size": Param(int, 4, 1, 32, "tokens per block, a power of two"),
-        "key-bits": Param(int, 64, 4, 64, "bits of each key at the start: 64 (the engine's), 8 or 4"),
+        "key-bits": Param(int, 64, 4, 64, "bits of each block key at the start: 64 (the engine's), 8 or 4"),
     },
     data=data,
     static_form=static_form,

@@ -65,14 +65,14 @@ export function mount(root, params) {
   const exampleButton = button("", stepExample, { class: "nb-pc-example" });
   const resetButton = button("Empty the pool", emptyPool);
   const widthChoice = choice({
-    label: "Key width",
+    label: "Block-key width",
     options: params.keyWidths.map((bits) => ({ value: bits, text: bits === 64 ? "64 bits (the engine's)" : `${bits} bits` })),
     value: keyBits,
     onChange: (value) => {
       keyBits = Number(value);
       reset();
       exampleStep = null;
-      announcer.say(`Keys now keep ${keyBits} bits${keyBits < 64 ? ", so different blocks often share a key" : ""}; the pool is empty again.`);
+      announcer.say(`Block keys now keep ${keyBits} bits${keyBits < 64 ? ", so different blocks often share a block key" : ""}; the pool is empty again.`);
       render();
     },
   });
@@ -90,7 +90,7 @@ export function mount(root, params) {
   const requests = el("ul", { class: "nb-pc-requests" });
   const pool = el("ol", { class: "nb-pc-pool", "aria-label": `Block pool: ${plural(numBlocks, "block")} of ${plural(blockSize, "token")}` });
   const freeList = el("ol", { class: "nb-pc-free nb-kit-chips", "aria-label": "Free list, front first" });
-  const legend = el("p", { class: "nb-pc-legend", text: "A block the cache can still find is marked ◆; it keeps its key until the free list hands it out again." });
+  const legend = el("p", { class: "nb-pc-legend", text: "A block the cache can still find is marked ◆; it keeps its block key until the free list hands it out again." });
   views.append(
     view(`${id}-lookup`, "Last prompt, block by block", lookup),
     view(`${id}-requests`, "Running requests", requests),
@@ -129,9 +129,9 @@ export function mount(root, params) {
       if (look && look.verdict === "hit") {
         [verdict, kind] = [`hit: block ${look.block}`, "hit"];
       } else if (look && look.verdict === "other content") {
-        [verdict, kind] = [`key found, but block ${look.block} holds other content: miss`, "clash"];
+        [verdict, kind] = [`block key found, but block ${look.block} holds other content: miss`, "clash"];
       } else if (look) {
-        [verdict, kind] = ["no block has this key: miss", "miss"];
+        [verdict, kind] = ["no block has this block key: miss", "miss"];
       } else if (blockTokens.length < blockSize) {
         [verdict, kind] = ["not full: never cached", "partial"];
       } else if ((i + 1) * blockSize >= tokens.length) {
@@ -145,7 +145,7 @@ export function mount(root, params) {
       items.push(el("li", { class: `nb-pc-lblock nb-pc-${kind}` },
         el("span", { class: "nb-pc-lhead" },
           el("strong", { text: `Block ${i + 1}` }),
-          el("span", { class: "nb-pc-key", title: key ?? "no key", text: `key ${shortKey(key, keyBits)}` })),
+          el("span", { class: "nb-pc-key", title: key ?? "no block key", text: `block key ${shortKey(key, keyBits)}` })),
         el("ol", { class: "nb-pc-tokens", "aria-label": `Tokens of block ${i + 1}` },
           blockTokens.map((t) => el("li", { text: tokenText(t) }))),
         el("span", { class: "nb-pc-verdict", text: verdict })));
@@ -163,7 +163,7 @@ export function mount(root, params) {
       ` (${plural(explorer.tokens(name).length, "token")}, ${state.cachedTokens[name]} from the cache): `,
       el("span", { class: "nb-pc-prompt", text: `“${quote(texts.get(name) ?? "")}”` }),
       el("ol", { class: "nb-kit-chips nb-pc-table", "aria-label": `Block table of ${name}` },
-        state.tables[name].map((b) => el("li", { text: String(b), title: `block ${b}, key ${state.keys[b] ?? "none"}` })))))
+        state.tables[name].map((b) => el("li", { text: String(b), title: `block ${b}, block key ${state.keys[b] ?? "none"}` })))))
       : el("li", { class: "nb-kit-none", text: "No running requests." }));
   }
 
@@ -176,7 +176,7 @@ export function mount(root, params) {
       const key = state.keys[b];
       const cached = state.cached[b];
       const where = refs > 0 ? `held by ${plural(refs, "request")}` : `free, position ${state.freeList.indexOf(b) + 1} in the free list`;
-      const label = `Block ${b}: ${where}; ${key === null ? "no key" : `key ${key}${cached ? ", the cache finds it" : ", the cache no longer finds it"}`}`;
+      const label = `Block ${b}: ${where}; ${key === null ? "no block key" : `block key ${key}${cached ? ", the cache finds it" : ", the cache no longer finds it"}`}`;
       return el("li", {
         class: `nb-pc-block${refs === 0 ? " nb-pc-free-block" : ""}${cached ? " nb-pc-cached" : ""}`,
         style: refs > 0 ? { "--nb-seq": seqColour(colour.get(holders.get(b))) } : {},
@@ -222,7 +222,7 @@ export function mount(root, params) {
       (hits.length ? `${plural(hits.length, "block")} from the cache (${list(hits.map(String))}), ` : "no block from the cache, ") +
       `${plural(computed, "token")} computed.`;
     const clash = result.lookups.find((l) => l.verdict === "other content");
-    if (clash) said += ` A key matched block ${clash.block}, which holds other content: a miss, not a wrong hit.`;
+    if (clash) said += ` A block key matched block ${clash.block}, which holds other content: a miss, not a wrong hit.`;
     return said;
   }
 
@@ -248,7 +248,7 @@ export function mount(root, params) {
     const plain = table.filter((b) => after.refCounts[b] === 0 && !after.cached[b]);
     const shared = table.filter((b) => after.refCounts[b] > 0);
     const parts = [];
-    if (kept.length) parts.push(`${list(kept.map(String))} keep${kept.length === 1 ? "s its key" : " their keys"} at the back of the free list`);
+    if (kept.length) parts.push(`${list(kept.map(String))} keep${kept.length === 1 ? "s its block key" : " their block keys"} at the back of the free list`);
     if (plain.length) parts.push(`${list(plain.map(String))}, not cached, go${plain.length === 1 ? "es" : ""} to the front`);
     if (shared.length) parts.push(`${list(shared.map(String))} still held by another request`);
     render();
@@ -292,7 +292,7 @@ export function mount(root, params) {
   function emptyPool() {
     reset();
     exampleStep = null;
-    announcer.say(`The pool is empty: ${plural(numBlocks, "block")} on the free list, no key cached.`);
+    announcer.say(`The pool is empty: ${plural(numBlocks, "block")} on the free list, no block key cached.`);
     render();
   }
 
