@@ -181,7 +181,7 @@ TABLE_ROWS = (("steps to finish every request", "steps", "{:,}"),
               ("reserved slots holding tokens", "mean_share", "{:.0%}"),
               ("  waiting for tokens to come", "mean_future_share", "{:.0%}"),
               ("  never used", "mean_unused_share", "{:.0%}"),
-              ("arena holding tokens, some waiting", "waiting_arena_share", "{:.0%}"),
+              ("arena with tokens, some waiting", "waiting_arena_share", "{:.0%}"),
               ("requests at once, mean", "mean_running", "{:.1f}"),
               ("requests at once, most", "max_running", "{:,}"),
               ("steps blocked by holes", "steps_blocked_by_holes", "{:,}"),
@@ -191,10 +191,10 @@ TABLE_ROWS = (("steps to finish every request", "steps", "{:,}"),
 def summary_table(runs: dict[str, Run]) -> str:
     """The runs side by side, one column per policy and one row per ``TABLE_ROWS`` entry."""
     summaries = {policy: run.summary() for policy, run in runs.items()}
-    lines = [" " * 36 + "".join(f"{policy:>16}" for policy in summaries)]
+    lines = [" " * 32 + "".join(f"{policy:>16}" for policy in summaries)]
     for label, quantity, form in TABLE_ROWS:
         cells = "".join(f"{form.format(s[quantity]):>16}" for s in summaries.values())
-        lines.append(f"{label:36}{cells}")
+        lines.append(f"{label:32}{cells}")
     return "\n".join(lines)
 
 

@@ -108,9 +108,9 @@ def test_the_summary_table_has_a_column_per_policy_and_a_row_per_quantity():
     run = replay("prompt-plus-max", workload((4, 8), (6, 10), (2, 6)), arena_blocks=8,
                  block_size=4)
     lines = fragmentation.summary_table({"prompt-plus-max": run}).splitlines()
-    assert lines[0] == " " * 36 + " prompt-plus-max"
-    assert lines[1] == f"{'steps to finish every request':36}{'14':>16}"
-    assert lines[2] == f"{'tokens computed':36}{'33':>16}"
+    assert lines[0] == " " * 32 + " prompt-plus-max"
+    assert lines[1] == f"{'steps to finish every request':32}{'14':>16}"
+    assert lines[2] == f"{'tokens computed':32}{'33':>16}"
     assert len(lines) == 1 + len(fragmentation.TABLE_ROWS)
 
 
