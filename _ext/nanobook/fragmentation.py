@@ -14,8 +14,9 @@ its ``max_tokens``). Only where memory comes from changes between the three runs
 
 The contiguous runs put a ``ContiguousReservations`` where the scheduler keeps its block
 manager; the scheduler's budgets, its first-come-first-served admission and everything else
-stay the engine's. Each run records, after every step, the slots reserved, the tokens whose
-keys and values they hold, and the requests running.
+stay the engine's. Each run records, after every step, the slots reserved, how many of them
+hold a token's keys and values and how many wait for tokens still to come (the rest are never
+used), the requests running and whether any wait, and the tokens the step computed.
 
 ``{value}`kv_fragmentation:POLICY,QUANTITY``` prints one figure of a run (``QUANTITIES``).
 """
@@ -121,8 +122,11 @@ class ContiguousReservations:
 class Step:
     reserved: int  # slots set aside for running requests
     held: int  # of which hold a token's keys and values
+    future: int  # of which wait for tokens the requests will still store
     running: int
     blocked_by_holes: bool  # the next request waits although enough slots are free in total
+    waiting: bool  # some request waits to be admitted
+    computed: int  # tokens the step computed (prompts, recomputations and decodes)
 
 
 @dataclass
@@ -138,21 +142,60 @@ class Run:
 
     def summary(self) -> dict[str, float | int]:
         busiest = max(self.steps, key=lambda s: s.held)
+        reserving = [s for s in self.steps if s.reserved]
+        queued = [s for s in self.steps if s.waiting]  # the memory decides who runs
         return {
             "steps": len(self.steps),
             "mean_share": sum(self.shares) / len(self.shares),
+            "mean_future_share": _mean(s.future / s.reserved for s in reserving),
+            "mean_unused_share": _mean((s.reserved - s.held - s.future) / s.reserved
+                                       for s in reserving),
             "busiest_share": busiest.held / busiest.reserved,
             "busiest_held": busiest.held,
             "mean_arena_share": sum(s.held for s in self.steps) / len(self.steps) / self.arena_slots,
+            "waiting_arena_share": _mean(s.held / self.arena_slots for s in queued),
+            "waiting_free_share": _mean((self.arena_slots - s.reserved) / self.arena_slots
+                                        for s in queued),
             "mean_running": sum(s.running for s in self.steps) / len(self.steps),
             "max_running": max(s.running for s in self.steps),
             "steps_blocked_by_holes": sum(s.blocked_by_holes for s in self.steps),
             "preemptions": self.preemptions,
+            "tokens_computed": sum(s.computed for s in self.steps),
         }
 
 
-QUANTITIES = ("steps", "mean_share", "busiest_share", "busiest_held", "mean_arena_share",
-              "mean_running", "max_running", "steps_blocked_by_holes", "preemptions")
+def _mean(values) -> float:
+    values = list(values)
+    return sum(values) / len(values) if values else 0.0
+
+
+QUANTITIES = ("steps", "mean_share", "mean_future_share", "mean_unused_share", "busiest_share",
+              "busiest_held", "mean_arena_share", "waiting_arena_share", "waiting_free_share",
+              "mean_running", "max_running", "steps_blocked_by_holes", "preemptions",
+              "tokens_computed")
+
+
+# The rows of the chapter's table: label, quantity of ``Run.summary()``, format.
+TABLE_ROWS = (("steps to finish every request", "steps", "{:,}"),
+              ("tokens computed", "tokens_computed", "{:,}"),
+              ("reserved slots holding tokens", "mean_share", "{:.0%}"),
+              ("  waiting for tokens to come", "mean_future_share", "{:.0%}"),
+              ("  never used", "mean_unused_share", "{:.0%}"),
+              ("arena with tokens, some waiting", "waiting_arena_share", "{:.0%}"),
+              ("requests at once, mean", "mean_running", "{:.1f}"),
+              ("requests at once, most", "max_running", "{:,}"),
+              ("steps blocked by holes", "steps_blocked_by_holes", "{:,}"),
+              ("preemptions", "preemptions", "{:,}"))
+
+
+def summary_table(runs: dict[str, Run]) -> str:
+    """The runs side by side, one column per policy and one row per ``TABLE_ROWS`` entry."""
+    summaries = {policy: run.summary() for policy, run in runs.items()}
+    lines = [" " * 32 + "".join(f"{policy:>16}" for policy in summaries)]
+    for label, quantity, form in TABLE_ROWS:
+        cells = "".join(f"{form.format(s[quantity]):>16}" for s in summaries.values())
+        lines.append(f"{label:32}{cells}")
+    return "\n".join(lines)
 
 
 def reservation(policy: str, max_model_len: int) -> Callable[[object], int] | None:
@@ -189,21 +232,33 @@ def replay(policy: str, workload, arena_blocks: int = ARENA_BLOCKS,
         batch = scheduler.schedule()
         scheduler.postprocess(batch, [0] * sum(batch.do_sample))
         preemptions += len(batch.preempted_seq_ids)
-        steps.append(_measure(scheduler, memory, reserve, block_size))
+        steps.append(_measure(scheduler, memory, reserve, block_size, batch.num_tokens))
     return Run(policy, arena_blocks * block_size, steps, preemptions)
 
 
-def _measure(scheduler, memory, reserve, block_size: int) -> Step:
+def _measure(scheduler, memory, reserve, block_size: int, computed: int) -> Step:
     held = sum(seq.num_computed_tokens for seq in scheduler.running)
     if reserve is None:
         reserved = (memory.num_blocks - memory.num_free_blocks) * block_size
         blocked = False  # any free block serves any request
+        regions = [len(seq.block_table) * block_size for seq in scheduler.running]
     else:
         reserved = memory.arena.size - memory.arena.free
         head = scheduler.waiting[0] if scheduler.waiting else None
         blocked = (head is not None and memory.arena.first_fit(reserve(head)) is None
                    and memory.arena.free >= reserve(head))
-    return Step(reserved, held, len(scheduler.running), blocked)
+        regions = [memory.arena.regions[seq.seq_id][1] for seq in scheduler.running]
+    future = sum(min(region, _final_length(seq, scheduler.config.max_model_len))
+                 - seq.num_computed_tokens
+                 for seq, region in zip(scheduler.running, regions, strict=True))
+    return Step(reserved, held, future, len(scheduler.running), blocked,
+                bool(scheduler.waiting), computed)
+
+
+def _final_length(seq, max_model_len: int) -> int:
+    """Tokens whose keys and values a request stores by the time it finishes: its prompt and
+    every generated token but the last (ignore_eos: it generates all of ``max_tokens``)."""
+    return min(seq.num_prompt_tokens + seq.sampling_params.max_tokens, max_model_len) - 1
 
 
 @functools.cache

@@ -77,6 +77,43 @@ def test_contiguous_reservations_admit_in_order_and_wait_for_a_hole():
     assert not any(s.blocked_by_holes for s in run.steps)
 
 
+def test_each_reserved_slot_holds_a_token_waits_for_one_or_is_never_used():
+    # After step 1 A holds its 4 prompt tokens in 12 slots and will store 11 (its last token is
+    # never fed back): 7 slots wait, 1 is never used. B: 6 held, 9 waiting, 1 never used.
+    run = replay("prompt-plus-max", workload((4, 8), (6, 10), (2, 6)), arena_blocks=8,
+                 block_size=4)
+    first = run.steps[0]
+    assert (first.reserved, first.held, first.future) == (28, 10, 16)
+    assert first.waiting and first.computed == 10  # C waits; the step computed two prompts
+    # max_model_len=16 reserves 16 for each: the same tokens held and to come, 6 never used.
+    first = replay("max-model-len", workload((4, 8), (6, 10), (2, 6), max_model_len=16),
+                   arena_blocks=8, block_size=4).steps[0]
+    assert (first.reserved, first.held, first.future) == (32, 10, 16)
+
+
+def test_summary_shares_of_reserved_slots_add_up_and_tokens_computed_count_recomputation():
+    requests = workload((4, 8), (6, 10), (2, 6))
+    contiguous = replay("prompt-plus-max", requests, arena_blocks=8, block_size=4).summary()
+    assert contiguous["tokens_computed"] == 11 + 15 + 7  # every request once, last token unstored
+    shares = (contiguous["mean_share"] + contiguous["mean_future_share"]
+              + contiguous["mean_unused_share"])
+    assert shares == pytest.approx(1.0)
+    paged = replay("paged", requests, arena_blocks=6, block_size=4)
+    assert paged.preemptions > 0 and paged.summary()["tokens_computed"] > 11 + 15 + 7
+    held = [s.held / 24 for s in paged.steps if s.waiting]
+    assert paged.summary()["waiting_arena_share"] == pytest.approx(sum(held) / len(held))
+
+
+def test_the_summary_table_has_a_column_per_policy_and_a_row_per_quantity():
+    run = replay("prompt-plus-max", workload((4, 8), (6, 10), (2, 6)), arena_blocks=8,
+                 block_size=4)
+    lines = fragmentation.summary_table({"prompt-plus-max": run}).splitlines()
+    assert lines[0] == " " * 32 + " prompt-plus-max"
+    assert lines[1] == f"{'steps to finish every request':32}{'14':>16}"
+    assert lines[2] == f"{'tokens computed':32}{'33':>16}"
+    assert len(lines) == 1 + len(fragmentation.TABLE_ROWS)
+
+
 def test_max_model_len_reserves_the_longest_sequence_for_everyone():
     run = replay("max-model-len", workload((4, 8), (6, 10), (2, 6), max_model_len=16),
                  arena_blocks=8, block_size=4)
@@ -121,6 +158,14 @@ def test_workload_a_in_the_chapters_arena():
     assert runs["paged"]["mean_running"] > runs["prompt-plus-max"]["mean_running"] \
         > runs["max-model-len"]["mean_running"]
     assert runs["paged"]["steps_blocked_by_holes"] == 0
+    # Every request stores its prompt and all but its last generated token, once...
+    assert runs["max-model-len"]["tokens_computed"] == runs["prompt-plus-max"]["tokens_computed"] \
+        == 276_537
+    # ...except that paging recomputes the requests it preempts.
+    assert runs["paged"]["tokens_computed"] > 276_537
+    # prompt-plus-max reserves exactly what each request stores, plus its unstored last token.
+    assert runs["prompt-plus-max"]["mean_unused_share"] < 0.01
+    assert runs["max-model-len"]["mean_unused_share"] > runs["max-model-len"]["mean_share"]
 
 
 def test_value_errors_name_what_is_allowed():
