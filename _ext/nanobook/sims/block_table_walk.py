@@ -19,7 +19,7 @@ import random
 
 from docutils import nodes
 
-from . import Param, ParamError, Widget
+from . import Param, ParamError, Widget, printed
 
 
 def pieces(context_len: int, tile: int, num_splits: int) -> list[tuple[int, int, int]]:
@@ -142,40 +142,24 @@ def _span(values: list[int]) -> str:
 
 def static_form(params: dict, payload: dict) -> list[nodes.Node]:
     """A's block table and every tile of the walk, as the Python side computes them."""
-    states = replay(payload)
-    table = nodes.table(classes=["nb-sim-trace"])
-    group = nodes.tgroup(cols=4)
-    table += group
-    for width in (8, 22, 30, 40):
-        group += nodes.colspec(colwidth=width)
-    head, body = nodes.thead(), nodes.tbody()
-    group += head
-    group += body
-
-    def row(cells, into):
-        r = nodes.row()
-        for cell in cells:
-            entry = nodes.entry()
-            entry += nodes.paragraph("", cell)
-            r += entry
-        into += r
-
-    row(["Piece", "Positions", "Blocks read (in order)", "Slots read"], head)
-    for state in states:
+    rows = []
+    for state in replay(payload):
         if not state["positions"]:
-            row([str(state["split"]), "none: it starts past the end", "-", "-"], body)
+            rows.append([str(state["split"]), "none: it starts past the end", "-", "-"])
             continue
         blocks = list(dict.fromkeys(p["block"] for p in state["positions"]))
-        row([str(state["split"]), f"{state['start']}-{state['end'] - 1}",
-             ", ".join(map(str, blocks)), _span([p["slot"] for p in state["positions"]])], body)
-    caption = nodes.paragraph(
-        "", f"A decode of sequence A, {payload['contextLen']} tokens in blocks of "
+        rows.append([str(state["split"]), f"{state['start']}-{state['end'] - 1}",
+                     ", ".join(map(str, blocks)), _span([p["slot"] for p in state["positions"]])])
+    table = printed.table(
+        (8, 22, 30, 40), ["Piece", "Positions", "Blocks read (in order)", "Slots read"], rows)
+    caption = printed.caption(
+        f"A decode of sequence A, {payload['contextLen']} tokens in blocks of "
         f"{payload['blockSize']}; A's block table, made by the engine's BlockManager while A "
         f"decoded beside two other sequences: {' '.join(map(str, payload['table']))}. The "
         f"context is cut into {payload['numSplits']} "
         f"piece{'s' if payload['numSplits'] != 1 else ''} of whole tiles of "
         f"{payload['tile']} positions; each row is one tile, in the order its program reads "
-        "it.", classes=["nb-sim-trace-caption"])
+        "it.")
     return [caption, table]
 
 

@@ -30,7 +30,7 @@ from types import SimpleNamespace
 
 from docutils import nodes
 
-from . import Param, Widget
+from . import Param, Widget, printed
 
 ROOT = Path(__file__).resolve().parents[3]  # the repository: conf.py, nanovllm/, source/
 MODEL_DIR = "source/_data/models"
@@ -178,34 +178,21 @@ def static_form(params: dict, payload: dict) -> list[nodes.Node]:
     """The per-token bytes of every model, and how many conversations fit on each GPU."""
     ctx = value_context()
     context = params["context"]
-    table = nodes.table(classes=["nb-sim-trace", "nb-kv-table"])
-    group = nodes.tgroup(cols=2 + len(GPUS))
-    table += group
-    for width in [30, 16] + [18] * len(GPUS):
-        group += nodes.colspec(colwidth=width)
-    head, body = nodes.thead(), nodes.tbody()
-    group += head
-    group += body
-
-    def row(cells, into):
-        r = nodes.row()
-        for cell in cells:
-            entry = nodes.entry()
-            entry += nodes.paragraph("", cell)
-            r += entry
-        into += r
-
-    row(["Model (bfloat16)", "KV bytes per token"] + [g["name"] for g in GPUS], head)
+    rows = []
     for model in payload["models"]:
         result = plan(ctx, {"model": model["name"], "dtype": "bfloat16", "context": context,
                             "requests": 1})
         fits = [NO_VERDICT if g["room"] is None else "weights do not fit" if g["room"] <= 0
                 else f"{g['fits']:,}" for g in result["gpus"]]
-        row([shown_name(model["name"]), f"{result['perToken']:,}", *fits], body)
-    caption = nodes.paragraph(
-        "", f"How many conversations of {context:,} tokens each GPU can hold, for every model "
+        rows.append([shown_name(model["name"]), f"{result['perToken']:,}", *fits])
+    table = printed.table(
+        [30, 16] + [18] * len(GPUS),
+        ["Model (bfloat16)", "KV bytes per token"] + [g["name"] for g in GPUS], rows,
+        ["nb-kv-table"])
+    caption = printed.caption(
+        f"How many conversations of {context:,} tokens each GPU can hold, for every model "
         f"the calculator knows; {NO_VERDICT} for a mixture of experts, whose weights the book "
-        "does not count.", classes=["nb-sim-trace-caption"])
+        "does not count.")
     return [caption, table]
 
 

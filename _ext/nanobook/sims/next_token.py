@@ -23,7 +23,7 @@ from types import SimpleNamespace
 
 from docutils import nodes
 
-from . import Param, ParamError, Widget
+from . import Param, ParamError, Widget, printed
 
 TOP = 5  # tokens shown at each step
 BRANCHES = 3  # of which the reader may pick any of the first three ...
@@ -215,34 +215,19 @@ def static_form(params: dict, payload: dict) -> list[nodes.Node]:
     tokens the KV cache holds in every layer once the step has run."""
     token_text = payload["tokenText"]
     states = walk(payload["promptIds"], [], payload["steps"])
-    table = nodes.table(classes=["nb-sim-trace", "nb-nt-table"])
-    group = nodes.tgroup(cols=4)
-    table += group
-    for width in (8, 64, 14, 14):
-        group += nodes.colspec(colwidth=width)
-    head, body = nodes.thead(), nodes.tbody()
-    group += head
-    group += body
-
-    def row(cells, into):
-        r = nodes.row()
-        for cell in cells:
-            entry = nodes.entry()
-            entry += nodes.paragraph("", cell)
-            r += entry
-        into += r
-
-    row(["Step", "Five most likely next tokens", "Taken", "KV cache (tokens)"], head)
+    rows = []
     for number, state in enumerate(states, start=1):
         top = ", ".join(f"{shown(token_text[str(t)])} {p:.0%}" for t, p in state["top"])
-        row([str(number), top, shown(token_text[str(state["chosen"])]), str(state["kvTokens"])],
-            body)
+        rows.append([str(number), top, shown(token_text[str(state["chosen"])]),
+                     str(state["kvTokens"])])
+    table = printed.table(
+        (8, 64, 14, 14), ["Step", "Five most likely next tokens", "Taken", "KV cache (tokens)"],
+        rows, ["nb-nt-table"])
     text = "".join(token_text[str(s["chosen"])] for s in states)
-    caption = nodes.paragraph(
-        "", f"The greedy path: the bundled model continues “{breaks(payload['prompt'])}” with "
+    caption = printed.caption(
+        f"The greedy path: the bundled model continues “{breaks(payload['prompt'])}” with "
         f"“{breaks(text)}”. The last column is what the KV cache holds in each of the model's "
-        f"{payload['layers']} layers once the step has run. ␣ is a space, ↵ a line break.",
-        classes=["nb-sim-trace-caption"])
+        f"{payload['layers']} layers once the step has run. ␣ is a space, ↵ a line break.")
     return [caption, table]
 
 

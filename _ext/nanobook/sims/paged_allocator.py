@@ -32,7 +32,7 @@ import random
 
 from docutils import nodes
 
-from . import Param, Widget
+from . import Param, Widget, printed
 
 
 class PagedPool:
@@ -281,36 +281,19 @@ def static_form(params: dict, payload: dict) -> list[nodes.Node]:
     """The example on both allocators, as a trace table."""
     scenario = payload["example"]
     states = side_by_side(scenario)
-    table = nodes.table(classes=["nb-sim-trace"])
-    group = nodes.tgroup(cols=4)
-    table += group
-    for width in (5, 27, 34, 34):
-        group += nodes.colspec(colwidth=width)
-    head = nodes.thead()
-    group += head
-    body = nodes.tbody()
-    group += body
-
-    def row(cells, into):
-        r = nodes.row()
-        for cell in cells:
-            entry = nodes.entry()
-            for line in [cell] if isinstance(cell, str) else cell:
-                entry += nodes.paragraph("", line)
-            r += entry
-        into += r
-
-    row(["Step", "Operation", "Paged: block tables (tokens), free list front first",
-         "Contiguous: regions (tokens of slots), free holes"], head)
-    for number, (step, state) in enumerate(zip(scenario["ops"], states, strict=True), start=1):
-        row([str(number), describe(step, state), _paged_cell(state["paged"]),
-             _contiguous_cell(state["contiguous"])], body)
-    caption = nodes.paragraph(
-        "", f"The example, computed when this book was built: the paged side by the engine's "
+    rows = [[str(number), describe(step, state), _paged_cell(state["paged"]),
+             _contiguous_cell(state["contiguous"])]
+            for number, (step, state) in enumerate(zip(scenario["ops"], states, strict=True),
+                                                   start=1)]
+    table = printed.table(
+        (5, 27, 34, 34), ["Step", "Operation", "Paged: block tables (tokens), free list front "
+                          "first", "Contiguous: regions (tokens of slots), free holes"], rows)
+    caption = printed.caption(
+        f"The example, computed when this book was built: the paged side by the engine's "
         f"BlockManager (prefix caching off) on {scenario['numBlocks']} blocks of "
         f"{scenario['blockSize']} tokens, the contiguous side by a first-fit arena of "
         f"{scenario['numBlocks'] * scenario['blockSize']} slots, where each request reserves its "
-        "prompt plus the most it may generate.", classes=["nb-sim-trace-caption"])
+        "prompt plus the most it may generate.")
     return [caption, table]
 
 

@@ -27,7 +27,7 @@ import random
 
 from docutils import nodes
 
-from . import Param, ParamError, Widget
+from . import Param, ParamError, Widget, printed
 from .tokenizer_playground import TOKENIZER_URL, bundled_folder, static_files
 
 KEY_BITS = (64, 8, 4)  # the widths the reader can choose; 64 is the engine's
@@ -273,34 +273,18 @@ def prompt_list(texts: dict) -> str:
 def static_form(params: dict, payload: dict) -> list[nodes.Node]:
     """The example through the engine's BlockManager, as a table of steps."""
     scenario = payload["example"]
-    states = replay(scenario)
-    table = nodes.table(classes=["colwidths-given", "nb-sim-trace", "nb-pc-steps"])
-    group = nodes.tgroup(cols=4)
-    table += group
-    for width in (6, 34, 32, 28):
-        group += nodes.colspec(colwidth=width)
-
-    def row(cells, into):
-        r = nodes.row()
-        for cell in cells:
-            entry = nodes.entry()
-            entry += nodes.paragraph("", cell)
-            r += entry
-        into += r
-
-    head, body = nodes.thead(), nodes.tbody()
-    group += head
-    group += body
-    row(["Step", "Operation", "Block tables", "Free list, front first (* cached)"], head)
+    states, rows = replay(scenario), []
     for number, (step, state) in enumerate(zip(scenario["ops"], states, strict=True), start=1):
         tables = "; ".join(f"{n}: {' '.join(map(str, t))}" for n, t in state["tables"].items())
         free = " ".join(f"{b}{'*' if state['cached'][b] else ''}" for b in state["freeList"])
-        row([str(number), describe(step, state), tables or "(none)", free or "(empty)"], body)
-    caption = nodes.paragraph(
-        "", f"The example on {scenario['numBlocks']} blocks of {scenario['blockSize']} tokens, "
+        rows.append([str(number), describe(step, state), tables or "(none)", free or "(empty)"])
+    table = printed.table(
+        (6, 34, 32, 28), ["Step", "Operation", "Block tables", "Free list, front first (* cached)"],
+        rows, ["nb-pc-steps"], colwidths_given=True)
+    caption = printed.caption(
+        f"The example on {scenario['numBlocks']} blocks of {scenario['blockSize']} tokens, "
         f"run by the engine's BlockManager at build time. Prompts: "
-        f"{prompt_list(scenario['texts'])}",
-        classes=["nb-sim-trace-caption"])
+        f"{prompt_list(scenario['texts'])}")
     return [caption, table]
 
 

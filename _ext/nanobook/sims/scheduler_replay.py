@@ -20,7 +20,7 @@ import random
 
 from docutils import nodes
 
-from . import Widget, engine_trace
+from . import Widget, engine_trace, printed
 from .engine_trace import request_name
 
 DEFAULT_PROMPTS = (
@@ -167,24 +167,6 @@ def coverage(all_states: list[list[dict]]) -> dict[str, bool]:
 
 # -- the static form ------------------------------------------------------------------------------
 
-def _table(widths: list[int], head: list[str], rows: list[list[str]], classes: list[str]):
-    table = nodes.table(classes=["colwidths-given", *classes])
-    group = nodes.tgroup(cols=len(widths))
-    table += group
-    for width in widths:
-        group += nodes.colspec(colwidth=width)
-    for cells_list, part in (([head], nodes.thead()), (rows, nodes.tbody())):
-        group += part
-        for cells in cells_list:
-            row = nodes.row()
-            for cell in cells:
-                entry = nodes.entry()
-                entry += nodes.paragraph("", cell)
-                row += entry
-            part += row
-    return table
-
-
 def _text(token_text: dict, tokens: list[int]) -> str:
     """The tokens' text, a line break shown as ↵ (the tables have no room for it)."""
     return "".join(token_text[str(t)] for t in tokens).replace("\n", "↵")
@@ -252,16 +234,17 @@ def settings_sentence(config: dict) -> str:
 def static_form(params: dict, payload: dict) -> list[nodes.Node]:
     """The engine's run as two tables: the requests, then every step."""
     trace = payload["trace"]
-    caption = nodes.paragraph(
-        "", f"A run of the engine on the bundled model, made when this book was built: "
+    caption = printed.caption(
+        f"A run of the engine on the bundled model, made when this book was built: "
         f"{settings_sentence(trace['config'])}. Steps are numbered from 1; a request arrives "
-        "before the step named.", classes=["nb-sim-trace-caption"])
-    requests = _table([10, 29, 11, 10, 24, 16],
-                      ["Request", "Prompt", "Tokens", "Arrives", "Output", "Ends"],
-                      request_rows(payload), ["nb-sim-trace", "nb-sr-requests"])
-    steps = _table([7, 30, 19, 11, 25, 8],
-                   ["Step", "Computed in the step", "Events", "Waiting", "Block tables after",
-                    "Free"], step_rows(trace), ["nb-sim-trace", "nb-sr-steps"])
+        "before the step named.")
+    requests = printed.table([10, 29, 11, 10, 24, 16],
+                             ["Request", "Prompt", "Tokens", "Arrives", "Output", "Ends"],
+                             request_rows(payload), ["nb-sr-requests"], colwidths_given=True)
+    steps = printed.table([7, 30, 19, 11, 25, 8],
+                          ["Step", "Computed in the step", "Events", "Waiting",
+                           "Block tables after", "Free"], step_rows(trace), ["nb-sr-steps"],
+                          colwidths_given=True)
     return [caption, requests, steps]
 
 

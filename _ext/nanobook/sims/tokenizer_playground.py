@@ -15,7 +15,7 @@ from pathlib import Path
 
 from docutils import nodes
 
-from . import Param, Widget
+from . import Param, Widget, printed
 
 TOKENIZER_URL = "sim/tokenizer/tiny-shakespeare.json"  # under _static/
 
@@ -89,24 +89,7 @@ def data(params: dict) -> dict:
 
 def static_form(params: dict, payload: dict) -> list[nodes.Node]:
     """The examples' tokens, as the engine's tokenizer cuts them, one row per text."""
-    table = nodes.table(classes=["nb-sim-trace", "nb-tok-table"])
-    group = nodes.tgroup(cols=3)
-    table += group
-    for width in (30, 56, 14):
-        group += nodes.colspec(colwidth=width)
-    head, body = nodes.thead(), nodes.tbody()
-    group += head
-    group += body
-
-    def row(cells, into):
-        r = nodes.row()
-        for cell in cells:
-            entry = nodes.entry()
-            entry += cell if isinstance(cell, nodes.Node) else nodes.paragraph("", cell)
-            r += entry
-        into += r
-
-    row(["Text", "Tokens (id)", "Characters → tokens"], head)
+    rows = []
     for _, text in EXAMPLES:
         pieces = tokens_of(text)
         chips = nodes.paragraph()
@@ -115,12 +98,14 @@ def static_form(params: dict, payload: dict) -> list[nodes.Node]:
                 chips += nodes.Text(" ")
             chips += nodes.literal("", shown)
             chips += nodes.Text(f" {token_id}")
-        row([nodes.paragraph("", for_print(text)), chips, f"{len(text)} → {len(pieces)}"], body)
-    caption = nodes.paragraph(
-        "", f"The playground's example texts, cut by the engine's tokenizer "
+        rows.append([nodes.paragraph("", for_print(text)), chips,
+                     f"{len(text)} → {len(pieces)}"])
+    table = printed.table((30, 56, 14), ["Text", "Tokens (id)", "Characters → tokens"],
+                                    rows, ["nb-tok-table"])
+    caption = printed.caption(
+        f"The playground's example texts, cut by the engine's tokenizer "
         f"({payload['vocabSize']:,} tokens) when this book was built. In the first column, U+ "
-        "numbers stand for characters the printed book has no letters for (an emoji, Chinese).",
-        classes=["nb-sim-trace-caption"])
+        "numbers stand for characters the printed book has no letters for (an emoji, Chinese).")
     return [caption, table]
 
 
