@@ -49,6 +49,7 @@ class Config:
     tp_timeout_s: float = 120.0  # longest wait on tensor-parallel workers (start-up or a step)
     enforce_eager: bool = False  # True = no CUDA graphs
     enable_torch_compile: bool = True  # GPU only: fuse norms, activation
+    overlap_steps: bool = False  # schedule step N+1 while step N runs (engine/overlap.py)
     dtype: str = "auto"
     device: str = "auto"
     seed: int = 0
@@ -68,9 +69,11 @@ class Config:
                     "num_kvcache_blocks", self.num_kvcache_blocks,
                     "an int >= 0 (0 lets the model runner size the pool from memory)")
         for name in ("enable_prefix_caching", "enable_chunked_prefill", "enforce_eager",
-                     "enable_torch_compile"):
+                     "enable_torch_compile", "overlap_steps"):
             check_field(isinstance(getattr(self, name), bool), name, getattr(self, name),
                         "True or False")
+        check_field(not (self.overlap_steps and self.tensor_parallel_size > 1), "overlap_steps",
+                    self.overlap_steps, "True needs tensor_parallel_size=1 (one process)")
         check_field(is_real(self.gpu_memory_utilization) and 0 < self.gpu_memory_utilization <= 1,
                     "gpu_memory_utilization", self.gpu_memory_utilization, "a number in (0, 1]")
         check_field(is_real(self.tp_timeout_s) and self.tp_timeout_s > 0, "tp_timeout_s",

@@ -19,7 +19,7 @@ from numbers import Integral
 
 from tqdm.auto import tqdm
 
-from nanovllm.engine.llm_engine import LLMEngine
+from nanovllm.engine.overlap import make_engine
 from nanovllm.engine.sequence import Sequence
 from nanovllm.sampling_params import SamplingParams
 
@@ -60,7 +60,7 @@ class LLM:
     """
 
     def __init__(self, model: str = "", **config):
-        self.engine = LLMEngine(model, **config)
+        self.engine = make_engine(model, **config)
         self.tokenizer = self.engine.tokenizer
         self.last_run = RunStats()
         self.current: dict[int, Sequence] = {}  # the running call's requests, by index

@@ -35,6 +35,8 @@ def add_bench(commands) -> None:
     parser.add_argument("--no-torch-compile", action="store_true")
     parser.add_argument("--no-prefix-caching", action="store_true")
     parser.add_argument("--no-chunked-prefill", action="store_true")
+    parser.add_argument("--overlap-steps", action="store_true",
+                        help="schedule step N+1 while step N runs (engine/overlap.py)")
     parser.add_argument("--max-num-batched-tokens", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=None,
                         help="transformers: requests per generate() call (default: all)")
@@ -63,7 +65,8 @@ def run_one(args) -> None:
     from nanovllm.bench.harness import run_workload, settings, use_scheduler, warm_up
     from nanovllm.bench.record import make_record, write_record
     from nanovllm.bench.suite import roofline_for
-    from nanovllm.engine.llm_engine import LLMEngine, resolve_model_folder
+    from nanovllm.engine.llm_engine import resolve_model_folder
+    from nanovllm.engine.overlap import make_engine
     from nanovllm.models.model_config import ModelConfig
 
     folder = resolve_model_folder(args.model)
@@ -100,13 +103,14 @@ def run_one(args) -> None:
     config = dict(device=args.device, enforce_eager=args.enforce_eager,
                   enable_torch_compile=not args.no_torch_compile,
                   enable_prefix_caching=not args.no_prefix_caching,
-                  enable_chunked_prefill=not args.no_chunked_prefill)
+                  enable_chunked_prefill=not args.no_chunked_prefill,
+                  overlap_steps=args.overlap_steps)
     if args.max_num_batched_tokens:
         config["max_num_batched_tokens"] = args.max_num_batched_tokens
     config.update(runs[0][0].engine_settings)
     config["max_num_seqs"] = max(config.get("max_num_seqs", 256),
                                  *(len(w.requests) for w, _ in runs))
-    engine = LLMEngine(args.model, **config)
+    engine = make_engine(args.model, **config)
     warm_up(engine)
     for workload, variant in runs:
         use_scheduler(engine, **workload.engine_settings)

@@ -32,7 +32,6 @@ import torch
 
 from nanovllm.bench.workloads import Request, Workload
 from nanovllm.engine.llm_engine import LLMEngine
-from nanovllm.engine.scheduler import Scheduler
 from nanovllm.engine.torch_compile import PIECES, compile_small_ops
 from nanovllm.kernels import decode_attention
 
@@ -122,7 +121,7 @@ def use_scheduler(engine: LLMEngine, **fields) -> None:
     """A fresh scheduler (empty queues, cold prefix cache) with these Config fields changed."""
     config = dataclasses.replace(engine.config, **fields)
     engine.config = config
-    engine.scheduler = Scheduler(config, engine.eos_token_id)
+    engine.scheduler = engine.new_scheduler(config)
 
 
 def uncompile_small_ops(model: torch.nn.Module) -> None:

@@ -151,8 +151,10 @@ class DecodeGraphs:
         return (inputs.decode_only and len(inputs.sample_rows) == n <= self.sizes[-1]
                 and inputs.block_tables.shape[1] <= self.static.on_device.block_tables.shape[1])
 
-    def replay(self, inputs: StepInputs, sampling: SamplingValues | None) -> list[int]:
-        """The sampled token ids (none on a tensor-parallel worker)."""
+    def replay(self, inputs: StepInputs, sampling: SamplingValues | None,
+               fill: Callable[[torch.Tensor], None] | None = None) -> torch.Tensor | None:
+        """The sampled token ids, a view of this size's output that the next replay rewrites
+        (None on a tensor-parallel worker). ``fill`` as in ``ModelRunner.sample``."""
         n = len(inputs.input_ids)
         size = next(s for s in self.sizes if s >= n)
         host = self.static.host()
@@ -166,11 +168,13 @@ class DecodeGraphs:
         if sampling is not None:
             host.scales[:n], host.keys[:n] = sampling.scales, sampling.keys
         self.static.send(n)  # padding rows' block tables are never read (context length 0)
+        if fill is not None:
+            fill(self.static.on_device.input_ids[:n])
         if sampling is None or sampling.truncates:
             self.unsampled[size].replay()
             if sampling is None:  # a tensor-parallel worker
-                return []
+                return None
             logits = self.logits[size][:n]  # top-k or top-p: the sampler's sort runs eagerly
-            return self.sampler(logits, sampling.to(logits.device)).tolist()
+            return self.sampler(logits, sampling.to(logits.device))
         self.graphs[size].replay()
-        return self.tokens[size][:n].tolist()
+        return self.tokens[size][:n]

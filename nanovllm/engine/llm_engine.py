@@ -68,9 +68,13 @@ class LLMEngine:
         self.config = dataclasses.replace(config,
                                           num_kvcache_blocks=self.model_runner.num_blocks)
         self.eos_token_id = self.find_eos_token_id()
-        self.scheduler = Scheduler(self.config, self.eos_token_id)
+        self.scheduler = self.new_scheduler(self.config)
         self.num_preemptions = 0  # sequences sent back to recompute, over the engine's life
         self.trace: TraceRecorder | None = None
+
+    def new_scheduler(self, config: Config) -> Scheduler:
+        """A scheduler with empty queues and a cold prefix cache."""
+        return Scheduler(config, self.eos_token_id)
 
     def start_trace(self) -> TraceRecorder:
         """Record every following step (batch, sampled tokens, block state) as a trace."""

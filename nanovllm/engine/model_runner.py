@@ -19,6 +19,7 @@ shard; only rank 0 gets logits and samples (``tp_runner.py``).
 
 import contextlib
 import warnings
+from collections.abc import Callable
 from types import SimpleNamespace
 
 import numpy as np
@@ -145,32 +146,46 @@ class ModelRunner:
     def run(self, batch) -> list[int]:
         """One step: one sampled token id per sequence whose do_sample is set, in batch order."""
         self.check_usable()
+        return self.run_inputs(*self.step_inputs(batch))
+
+    def step_inputs(self, batch) -> tuple[StepInputs, SamplingValues | None]:
+        """The batch as host arrays, and its sampled rows' parameters."""
         inputs = self.fast.prepare(batch) if self.fast else prepare(batch, self.block_size)
         sampled = [seq for seq, do in zip(batch.seqs, batch.do_sample, strict=True) if do]
         sampling = SamplingValues.from_params([seq.sampling_params for seq in sampled],
                                               [seq.num_completion_tokens for seq in sampled],
                                               self.random_keys) if sampled else None
-        return self.run_inputs(inputs, sampling)
+        return inputs, sampling
 
-    @torch.inference_mode()
     def run_inputs(self, inputs: StepInputs, sampling: SamplingValues | None) -> list[int]:
         """The step from its host arrays. A tensor-parallel worker gets only these, and no
         ``sampling``: rank 0 gathers the logits and samples."""
+        tokens = self.sample(inputs, sampling)
+        return [] if tokens is None else tokens.tolist()
+
+    @torch.inference_mode()
+    def sample(self, inputs: StepInputs, sampling: SamplingValues | None,
+               fill: Callable[[torch.Tensor], None] | None = None) -> torch.Tensor | None:
+        """The step's sampled ids on the device, not waited for (None where nothing is
+        sampled here). ``fill(input_ids)`` may write input ids on the device before the model
+        runs: the overlapped engine's tokens that are still on the GPU (``overlap.py``)."""
         self.check_usable()
         if self.graphs is not None and self.graphs.covers(inputs):
-            return self.graphs.replay(inputs, sampling)
+            return self.graphs.replay(inputs, sampling, fill)
         on_device = (self.fast.to_device(inputs, self.device) if self.fast
                      else inputs.to(self.device))
+        if fill is not None:
+            fill(on_device.input_ids)
         hidden = self.model(on_device)
         num_sampled = len(inputs.sample_rows)
         if num_sampled == 0:  # only middle chunks of long prompts: their K/V was the point
-            return []
+            return None
         if num_sampled < hidden.shape[0]:  # a decode-only step samples every row
             hidden = hidden[on_device.sample_rows]
         logits = self.model.compute_logits(hidden)
         if logits is None:  # a tensor-parallel worker: rank 0 has the logits and samples
-            return []
-        return self.sampler(logits, sampling.to(self.device)).tolist()
+            return None
+        return self.sampler(logits, sampling.to(self.device))
 
     @torch.inference_mode()
     def measure_activation_bytes(self) -> int:
