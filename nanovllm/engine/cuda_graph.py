@@ -159,6 +159,7 @@ class DecodeGraphs:
         size = next(s for s in self.sizes if s >= n)
         host = self.static.host()
         host.input_ids[:n] = inputs.input_ids
+        host.input_ids[n:size] = 0  # a valid id: an earlier step may have left -1 here
         host.positions[:n] = inputs.positions
         host.slot_mapping[:n] = inputs.slot_mapping
         host.slot_mapping[n:size] = -1

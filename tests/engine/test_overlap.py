@@ -318,6 +318,20 @@ def test_on_the_gpu_outputs_are_the_plain_engines(eager):
     (_, plain), (llm, overlapped) = both(make_prompts(), params, device="cuda",
                                          enforce_eager=eager, num_kvcache_blocks=256,
                                          max_num_seqs=16)
+    graphs = llm.engine.model_runner.graphs
+    if graphs is not None:  # every row a replay reads holds a token id, padding rows too
+        real_replay, sizes = graphs.replay, []
+
+        def replay(inputs, sampling, fill=None):
+            tokens = real_replay(inputs, sampling, fill)
+            size = next(s for s in graphs.sizes if s >= len(inputs.input_ids))
+            sizes.append(size - len(inputs.input_ids))
+            assert graphs.static.on_device.input_ids[:size].min().item() >= 0
+            return tokens
+
+        graphs.replay = replay
+        again = llm.generate(make_prompts(), params, use_tqdm=False)
+        assert outcome(again) == outcome(plain) and max(sizes) > 0  # padded steps ran
     assert (llm.engine.model_runner.graphs is None) == eager
     assert outcome(overlapped) == outcome(plain)
     assert_pool_whole(llm)
