@@ -50,6 +50,7 @@ class Config:
     enforce_eager: bool = False  # True = no CUDA graphs
     enable_torch_compile: bool = True  # GPU only: fuse norms, activation
     overlap_steps: bool = False  # schedule step N+1 while step N runs (engine/overlap.py)
+    gemv_max_rows: int = 0  # GPU: products of at most this many rows in kernels/gemv.py
     dtype: str = "auto"
     device: str = "auto"
     seed: int = 0
@@ -74,6 +75,9 @@ class Config:
                         "True or False")
         check_field(not (self.overlap_steps and self.tensor_parallel_size > 1), "overlap_steps",
                     self.overlap_steps, "True needs tensor_parallel_size=1 (one process)")
+        check_field(is_int(self.gemv_max_rows) and 0 <= self.gemv_max_rows <= 16,
+                    "gemv_max_rows", self.gemv_max_rows,
+                    "an int in [0, 16] (0: every product in torch's F.linear)")
         check_field(is_real(self.gpu_memory_utilization) and 0 < self.gpu_memory_utilization <= 1,
                     "gpu_memory_utilization", self.gpu_memory_utilization, "a number in (0, 1]")
         check_field(is_real(self.tp_timeout_s) and self.tp_timeout_s > 0, "tp_timeout_s",

@@ -30,6 +30,7 @@ from nanovllm.engine.fast_inputs import FastInputs
 from nanovllm.engine.kv_cache import allocate_kv_cache, choose_num_blocks
 from nanovllm.engine.parallel import fewest_across_group
 from nanovllm.engine.torch_compile import compile_small_ops
+from nanovllm.kernels.gemv import use_gemv
 from nanovllm.layers.attention import StepInputs
 from nanovllm.layers.linear import Shard
 from nanovllm.layers.sampler import Sampler, SamplingValues
@@ -107,6 +108,8 @@ class ModelRunner:
         self.fast = FastInputs(self.block_size) if on_gpu else None
         if on_gpu and config.enable_torch_compile:
             compile_small_ops(self.model)
+        if on_gpu and config.gemv_max_rows:
+            use_gemv(self.model, config.gemv_max_rows)
         # peak memory of the largest step, kept free of KV cache
         self.activation_bytes = (self.measure_activation_bytes()
                                  if on_gpu and config.num_kvcache_blocks == 0 else 0)

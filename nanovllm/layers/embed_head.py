@@ -49,10 +49,12 @@ class VocabParallelEmbedding(nn.Module):
 
 
 class ParallelLMHead(VocabParallelEmbedding):
+    product = staticmethod(F.linear)  # kernels/gemv.py may give the head a faster one
+
     def forward(self, hidden: torch.Tensor) -> torch.Tensor | None:
         """hidden: [rows, hidden_size] (only the rows to sample) -> [rows, vocab_size] on
         GPU 0, None on the others."""
-        logits = F.linear(hidden, self.weight)
+        logits = self.product(hidden, self.weight)
         if self.shard.size > 1:
             on_gpu0 = self.shard.rank == 0
             slices = [torch.empty_like(logits) for _ in range(self.shard.size)] if on_gpu0 else None

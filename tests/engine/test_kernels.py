@@ -17,6 +17,7 @@ import torch
 
 from nanovllm.kernels import (
     decode_attention,
+    gemv,
     prefill_attention,
     qk_norm_rotary,
     sample,
@@ -284,3 +285,77 @@ def test_race_kernel_matches_reference(dtype):
     # The GPU's float32 log may differ from torch's in the last bit, which can only
     # matter when two scores tie to within it: allow one such row in 96.
     assert (got != want).sum() <= (1 if ON_GPU else 0), (got, want)
+
+
+@triton_here
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("rows", [1, 3, 16])
+@pytest.mark.parametrize("config", [None, (32, 128, 1), (16, 64, 2), (64, 32, 4)],
+                         ids=["chosen", "one-split", "two-splits", "four-splits"])
+def test_gemv_kernel_matches_reference(dtype, rows, config):
+    """Outputs and inputs that fill no tile exactly (70 of 16/32/64, 300 of 32/64/128),
+    x a view of every other row of a larger tensor, a bias, and splits of the inputs."""
+    generator = torch.Generator().manual_seed(rows)
+    n, k = (1030, 1000) if ON_GPU else (70, 300)
+    weight = torch.randn(n, k, generator=generator).to(DEVICE, dtype)
+    bias = torch.randn(n, generator=generator).to(DEVICE, dtype)
+    x = torch.randn(2 * rows, k, generator=generator).to(DEVICE, dtype)[::2]
+    out = gemv.gemv(x, weight, bias, config)
+    expected = torch.nn.functional.linear(x.float(), weight.float(), bias.float())
+    assert out.dtype == dtype and out.shape == (rows, n)
+    scale = expected.abs().max().item()
+    assert (out.float() - expected).abs().max().item() <= TOLERANCE[dtype] * scale
+    # the same inputs give the same bits: no atomics, partial sums added in one order
+    assert torch.equal(out, gemv.gemv(x, weight, bias, config))
+
+
+def test_gemv_splits_until_every_multiprocessor_has_two_programs():
+    assert gemv.gemv_config(1024, 3072, 132) == (32, 128, 8)  # 32 column blocks: 256 programs
+    assert gemv.gemv_config(151936, 1024, 132) == (32, 128, 1)  # the LM head: 4,748 programs
+    assert gemv.gemv_config(1024, 512, 132) == (32, 128, 2)  # 256 inputs a split at least
+    assert gemv.gemv_config(6144, 1024, 132) == (32, 128, 2)
+
+
+def test_use_gemv_routes_every_linear_layer_and_the_head():
+    from nanovllm.layers.embed_head import ParallelLMHead
+    from nanovllm.layers.linear import ParallelLinear
+    from nanovllm.llm import LLM
+    from nanovllm.sampling_params import SamplingParams
+    from tests.engine.model_fixtures import tiny_checkpoint
+
+    llm = LLM(str(tiny_checkpoint("qwen3")), dtype="float32", device="cpu")
+    model = llm.engine.model_runner.model
+    greedy = SamplingParams(temperature=0.0, max_tokens=8)
+    before = llm.generate(["ROMEO:"], greedy, use_tqdm=False)[0].token_ids
+    gemv.use_gemv(model, 4)
+    layers = [m for m in model.modules() if isinstance(m, (ParallelLinear, ParallelLMHead))]
+    assert len(layers) == 4 * model.config.num_hidden_layers + 1
+    assert all(m.product.func is gemv.small_product and m.product.args == (4,) for m in layers)
+    # on a CPU (and for float32) the routed product is F.linear: the same tokens
+    assert llm.generate(["ROMEO:"], greedy, use_tqdm=False)[0].token_ids == before
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not ON_GPU, reason="needs a CUDA GPU")
+def test_gemv_in_a_bfloat16_model_on_the_gpu_matches_f_linear():
+    """The routed products of a bfloat16 model: a decode batch of 3 rows through the LM head
+    and a layer's gate/up product, against F.linear, also when replayed as a CUDA graph."""
+    from nanovllm.llm import LLM
+    from tests.engine.model_fixtures import tiny_checkpoint
+
+    llm = LLM(str(tiny_checkpoint("qwen3", "bfloat16")), dtype="bfloat16", gemv_max_rows=16,
+              num_kvcache_blocks=64, max_num_seqs=8)
+    model = llm.engine.model_runner.model
+    hidden = torch.randn(3, model.config.hidden_size, device="cuda", dtype=torch.bfloat16)
+    mlp = model.model.layers[0].mlp.gate_up_proj
+    for layer in (model.lm_head, mlp):
+        expected = torch.nn.functional.linear(hidden.float(), layer.weight.float())
+        got = layer.product(hidden, layer.weight)
+        assert (got.float() - expected).abs().max() <= 2e-2 * expected.abs().max()
+    graph, static = torch.cuda.CUDAGraph(), hidden.clone()
+    mlp.product(static, mlp.weight)  # compile outside the capture
+    with torch.cuda.graph(graph):
+        out = mlp.product(static, mlp.weight)
+    static.copy_(hidden * 2)
+    graph.replay()
+    torch.testing.assert_close(out, mlp.product(hidden * 2, mlp.weight), atol=0, rtol=0)
