@@ -1,9 +1,10 @@
 """Run a workload through the engine one step at a time, and time every token.
 
 The harness drives ``LLMEngine`` directly (``add_request`` and ``step``) rather than
-``LLM.generate``, because it needs the moment each token appears: a step ends with
-the sampled ids copied to the host, so the clock read right after ``step()`` returns is
-when that step's tokens exist. From those timestamps, per request:
+``LLM.generate``, because it needs the moment each token appears: ``step()`` returns
+once the tokens it reports are on the host (the overlapped engine's are the previous
+step's), so the clock read right after it returns is when they exist. From those
+timestamps, per request:
 
 * TTFT (time to first token): first token's time minus the request's arrival;
 * TPOT (time per output token): (last token's time - first token's time) / (tokens - 1),

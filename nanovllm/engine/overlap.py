@@ -19,13 +19,18 @@ resolves; the next step computes it all the same, reading the real id from the G
   reason come with its step's output;
 * the prefix cache never keys a block on a token that is not known (``DeferredPublishing``).
 
-Greedy and seeded outputs are the plain engine's; aborts and errors end the same requests
-with the same tokens. A step's output comes one ``step()`` later than in the plain engine.
+Greedy and seeded outputs are the plain engine's: token for token on a CPU, up to rounding
+on a GPU (a step may hold the rows thrown away, so its matrix products have other shapes).
+Aborts end the same requests with the same tokens. A step that fails when launched ends its
+requests, as in the plain engine; one that fails on the device, found when its tokens are
+read, also ends the requests of the step already queued behind it, which read its results.
+A step's output comes one ``step()`` later than in the plain engine, and between calls the
+sequences of the queued step end in ``PENDING``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -44,29 +49,35 @@ class DeferredPublishing(BlockManager):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.deferred: list[tuple[Sequence, int]] = []  # (sequence, block index), this step
-        self.published: list[int] = []  # blocks published in this step
+        self.published: list[tuple[int, int]] = []  # (block id, content) published this step
 
     def _publish(self, seq: Sequence, i: int) -> None:
         if seq.token_ids[(i + 1) * self.block_size - 1] == PENDING:  # only a last token is
             self.deferred.append((seq, i))
         else:
-            super()._publish(seq, i)
-            self.published.append(seq.block_table[i])
+            self.published.append(self.publish(seq, i))
 
-    def take_step_lists(self) -> tuple[list[tuple[Sequence, int]], list[int]]:
+    def take_step_lists(self) -> tuple[list[tuple[Sequence, int]], list[tuple[int, int]]]:
         """What the step just scheduled deferred, and what it published."""
         lists = self.deferred, self.published
         self.deferred, self.published = [], []
         return lists
 
-    def publish(self, seq: Sequence, i: int) -> int:
+    def publish(self, seq: Sequence, i: int) -> tuple[int, int] | None:
+        """Key block ``i`` of ``seq``; (block id, content), or None where the block before it
+        lost its key (its step failed): a key must stand for the whole prefix."""
+        if i > 0 and self.blocks[seq.block_table[i - 1]].content is None:
+            return None
         super()._publish(seq, i)
-        return seq.block_table[i]
+        block = self.blocks[seq.block_table[i]]
+        return block.block_id, block.content
 
-    def withdraw(self, block_ids: list[int]) -> None:
-        """These blocks' K/V was never written: the cache stops finding them."""
-        for block_id in block_ids:
-            self._forget(self.blocks[block_id])
+    def withdraw(self, published: list[tuple[int, int] | None]) -> None:
+        """These publications' K/V was never written: the cache stops finding them (unless
+        the block holds another publication by now)."""
+        for entry in published:
+            if entry is not None and self.blocks[entry[0]].content == entry[1]:
+                self._forget(self.blocks[entry[0]])
 
 
 @dataclass
@@ -81,8 +92,7 @@ class Launched:
     ready: torch.cuda.Event | None
     num_prompt_tokens: int
     deferred: list[tuple[Sequence, int]]  # blocks to publish once the step before resolves
-    published: list[int]  # blocks keyed for K/V that this step writes (deferred ones too)
-    length_ended: set[Sequence] = field(default_factory=set)  # ended by length, token unknown
+    published: list  # (block id, content) keyed for K/V that this step writes
 
     def token_ids(self) -> list[int]:
         if self.ready is not None:
@@ -94,9 +104,11 @@ class OverlappedEngine(LLMEngine):
     def __init__(self, model: str = "", **config_fields):
         super().__init__(model, **config_fields)
         assert type(self.model_runner) is ModelRunner  # Config refuses tensor parallelism
-        self.in_flight: Launched | None = None
 
     def new_scheduler(self, config) -> Scheduler:
+        """Also forgets the step on the device: its requests belong to the old scheduler."""
+        self.in_flight: Launched | None = None
+        self.leaving: set[Sequence] = set()  # ended by their length, last token not read yet
         scheduler = super().new_scheduler(config)
         scheduler.block_manager = DeferredPublishing(
             config.num_kvcache_blocks, config.block_size, config.enable_prefix_caching)
@@ -114,6 +126,7 @@ class OverlappedEngine(LLMEngine):
         return self.scheduler.is_finished() and self.in_flight is None
 
     def step(self) -> StepOutput:
+        """Queue the next step and return the output of the one before it."""
         batch, previous = self.scheduler.schedule(), self.in_flight
         deferred, published = self.block_manager.take_step_lists()
         self.num_preemptions += len(batch.preempted_seq_ids)
@@ -185,7 +198,7 @@ class OverlappedEngine(LLMEngine):
                         or seq.num_tokens >= limit):
                     self.scheduler.running.remove(seq)
                     self.block_manager.free(seq)
-                    launched.length_ended.add(seq)
+                    self.leaving.add(seq)
 
     def resolve(self, launched: Launched, following: Launched | None) -> StepOutput:
         """Read a step's tokens and finish what they end; then publish the blocks that
@@ -193,7 +206,7 @@ class OverlappedEngine(LLMEngine):
         try:
             token_ids = launched.token_ids()
         except Exception as error:
-            return self.fail_resolved(launched, error)
+            return self.fail_resolved(launched, following, error)
         sampled, finished = [], []
         for seq, pos, token in zip(launched.sampled, launched.positions, token_ids,
                                    strict=True):
@@ -202,8 +215,8 @@ class OverlappedEngine(LLMEngine):
             seq.token_ids[pos] = seq.last_token_id = token
             sampled.append((seq, token))
             reason = self.scheduler._finish_reason(seq)
-            if seq in launched.length_ended:  # a stop or EOS token still wins over length
-                seq.status, seq.finish_reason = SequenceStatus.FINISHED, reason
+            if seq in self.leaving:  # a stop or EOS token still wins over length
+                self.finish_leaving([seq], reason)
                 finished.append(seq)
             elif reason is not None:
                 self.scheduler.finish(seq, reason)
@@ -217,42 +230,47 @@ class OverlappedEngine(LLMEngine):
                           num_prompt_tokens=launched.num_prompt_tokens,
                           num_generated_tokens=len(sampled))
 
-    def fail_resolved(self, launched: Launched, error: Exception) -> StepOutput:
-        """A step that failed on the device: as in the plain engine, its requests end with the
-        error, and the blocks keyed for what it would have written leave the prefix cache."""
+    def fail_resolved(self, launched: Launched, following: Launched | None,
+                      error: Exception) -> StepOutput:
+        """A step that failed on the device: its requests end with the error, and so do those
+        of the step queued behind it, which read what it wrote (in the plain engine nothing
+        runs after a step before its tokens are read). The blocks keyed for what either
+        would write leave the prefix cache."""
         for seq, n in zip(launched.batch.seqs, launched.batch.num_new_tokens, strict=True):
             if seq in self.scheduler.running:
-                seq.num_computed_tokens -= n
-        self.block_manager.withdraw(launched.published)
-        ended = [seq for seq in launched.batch.seqs if not seq.is_finished]
+                seq.num_computed_tokens -= n  # ``free`` then withdraws what it published
+        ended = []
+        for step in (launched, following):
+            if step is not None:
+                self.block_manager.withdraw(step.published)
+                ended += [seq for seq in step.batch.seqs
+                          if not seq.is_finished and seq not in ended]
         for seq in ended:
             drop_pending(seq)
-        self.finish_length_ended(launched, ended, "error")
+        self.finish_leaving(ended, "error")
         return self.fail_step(ScheduledBatch(seqs=ended), error)
 
-    def finish_length_ended(self, launched: Launched, seqs: list[Sequence], reason: str) -> None:
-        """End those of ``seqs`` that their length took out of the scheduler (the others the
-        scheduler ends, and would not find these)."""
+    def finish_leaving(self, seqs: list[Sequence], reason: str) -> None:
+        """End those of ``seqs`` that their length took out of the scheduler already (the
+        scheduler ends the others, and would not find these)."""
         for seq in seqs:
-            if seq in launched.length_ended:
-                launched.length_ended.discard(seq)
+            if seq in self.leaving:
+                self.leaving.discard(seq)
                 seq.status, seq.finish_reason = SequenceStatus.FINISHED, reason
 
     def abort(self, seqs=None) -> list[Sequence]:
         """As in the plain engine; a request whose length ended it in the step still on the
         device is aborted too, its token thrown away, as if that step had not run."""
-        launched = self.in_flight
-        leaving = launched.length_ended if launched else set()
         if seqs is None:
-            seqs = [*self.scheduler.running, *self.scheduler.waiting, *leaving]
+            seqs = [*self.scheduler.running, *self.scheduler.waiting, *self.leaving]
         seqs = [seq for seq in seqs if not seq.is_finished]
-        aborted = super().abort([seq for seq in seqs if seq not in leaving])
-        if launched:
-            aborted += [seq for seq in seqs if seq in leaving]
-            self.finish_length_ended(launched, seqs, "abort")
+        aborted = super().abort([seq for seq in seqs if seq not in self.leaving])
+        aborted += [seq for seq in seqs if seq in self.leaving]
+        self.finish_leaving(seqs, "abort")
         for seq in aborted:
             drop_pending(seq)
-        if launched and self.scheduler.is_finished() and not launched.length_ended:
+        self.block_manager.take_step_lists()  # a step interrupted between schedule and launch
+        if self.scheduler.is_finished() and not self.leaving:
             self.in_flight = None  # nothing it computes is wanted any more
         return aborted
 

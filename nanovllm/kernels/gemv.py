@@ -90,9 +90,10 @@ def gemv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
 
 def small_product(max_rows: int, x: torch.Tensor, weight: torch.Tensor,
                   bias: torch.Tensor | None = None) -> torch.Tensor:
-    """A layer's ``product``: this kernel for at most ``max_rows`` rows of 16-bit numbers
-    (on float32 ``tl.dot`` would round to TF32), ``F.linear`` otherwise."""
-    if (x.dim() == 2 and x.shape[0] <= max_rows and x.is_cuda
+    """A layer's ``product``: this kernel for at most ``max_rows`` rows of 16-bit numbers on a
+    GPU, ``F.linear`` otherwise (float32 weights are twice the bytes and the engine runs them
+    for exactness, not speed)."""
+    if (x.dim() == 2 and x.shape[0] <= max_rows and x.is_cuda and x.dtype == weight.dtype
             and weight.dtype in (torch.bfloat16, torch.float16)):
         return gemv(x, weight, bias)
     return F.linear(x, weight, bias)

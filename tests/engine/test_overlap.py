@@ -422,3 +422,67 @@ def test_random_workloads_with_faults_and_aborts(data, bs, caching, budget, extr
         else:
             assert (seq.completion_token_ids, seq.finish_reason, seq.stop_reason) == (
                 reference.token_ids, reference.finish_reason, reference.stop_reason)
+
+
+def test_ctrl_c_while_a_step_is_read_aborts_the_call(monkeypatch, expected):
+    """Ctrl-C while the host waits for a step's tokens, after that step ended a request by
+    its length: the call's requests are aborted, the pool is whole, the LLM serves the next
+    call."""
+    llm = LLM(device="cpu", overlap_steps=True)
+    reads, real = [0], overlap.Launched.token_ids
+
+    def token_ids(self):
+        reads[0] += 1
+        if reads[0] == 2:  # the step in which request 0 reaches max_tokens=2
+            raise KeyboardInterrupt
+        return real(self)
+
+    monkeypatch.setattr(overlap.Launched, "token_ids", token_ids)
+    params = [SamplingParams(temperature=0.0, max_tokens=2, ignore_eos=True), GREEDY]
+    with pytest.raises(KeyboardInterrupt):
+        llm.generate(PROMPTS[:2], params, use_tqdm=False)
+    monkeypatch.undo()
+    assert llm.engine.is_finished() and not llm.engine.leaving
+    assert_pool_whole(llm)
+    assert [o.token_ids for o in llm.generate(PROMPTS, GREEDY, use_tqdm=False)] == expected
+
+
+def test_a_failed_read_ends_the_step_queued_behind_it_and_poisons_no_key(monkeypatch):
+    """Request B is admitted into the step queued behind the failing one and shares the
+    blocks that step published for A. Both end with the error; no key survives for K/V
+    that may never have been written, so a later prompt with A's start computes it again."""
+    model = str(tiny_checkpoint("qwen3"))
+    llm = LLM(model, dtype="float32", device="cpu", overlap_steps=True,
+              max_num_batched_tokens=40)
+    generator = torch.Generator().manual_seed(5)
+    start = torch.randint(3, 250, (36,), generator=generator).tolist()
+    a = llm.engine.add_request(start, GREEDY)
+    llm.engine.step()  # A's prefill is launched (32 tokens published, 4 more)
+    b = llm.engine.add_request(start[:32] + [7, 8, 9], GREEDY)
+    fail_read(monkeypatch, llm, at_read=1, scribble=False)
+    output = llm.engine.step()  # B shares A's blocks in the queued step; A's read fails
+    assert b.num_cached_tokens == 32
+    assert {s.seq_id for s in output.finished} == {a.seq_id, b.seq_id}
+    assert a.finish_reason == b.finish_reason == "error"
+    monkeypatch.undo()
+    while not llm.engine.is_finished():
+        llm.engine.step()
+    assert_pool_whole(llm)
+    assert llm.engine.scheduler.block_manager.cached_blocks == {}
+    plain = LLM(model, dtype="float32", device="cpu").generate([start], GREEDY,
+                                                               use_tqdm=False)[0]
+    (again,) = llm.generate([start], GREEDY, use_tqdm=False)
+    assert again.num_cached_tokens == 0 and again.token_ids == plain.token_ids
+
+
+def test_a_new_scheduler_forgets_the_step_on_the_device():
+    """The benchmark harness swaps schedulers between runs (``use_scheduler``)."""
+    from nanovllm.bench.harness import use_scheduler
+
+    llm = LLM(device="cpu", overlap_steps=True)
+    llm.engine.add_request("ROMEO:", GREEDY)
+    llm.engine.step()
+    assert llm.engine.in_flight is not None
+    use_scheduler(llm.engine, max_num_seqs=4)
+    assert llm.engine.is_finished() and llm.engine.in_flight is None
+    assert len(llm.generate(["x"], GREEDY, use_tqdm=False)[0].token_ids) == 12
