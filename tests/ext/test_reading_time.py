@@ -1,7 +1,6 @@
 """Reading time counts what a reader sees: prose and shown code, not hidden check code."""
 
 from docutils import nodes
-
 from nanobook.executed import check_block, check_output
 from nanobook.reading_time import count_words, minutes_for
 
