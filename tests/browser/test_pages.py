@@ -84,3 +84,19 @@ def test_theme_toggle_switches_light_and_dark(site, browser):
     assert page.evaluate("document.documentElement.dataset.theme") == "dark"
     assert problems == []
     context.close()
+
+
+def test_no_page_is_wider_than_a_phone(site, browser):
+    """At 390 CSS pixels nothing widens the page: wide tables and code scroll in their own
+    boxes, long paths and hashes in prose break."""
+    base, root = site
+    pages = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.html")
+                   if not p.relative_to(root).as_posix().startswith("_"))
+    wide = {}
+    for name in pages:
+        context, page, _ = visit(browser, f"{base}/{name}", viewport={"width": 390, "height": 800})
+        width = page.evaluate("() => document.documentElement.scrollWidth")
+        if width > 390:
+            wide[name] = width
+        context.close()
+    assert wide == {}
