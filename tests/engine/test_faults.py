@@ -229,9 +229,10 @@ def test_ctrl_c_during_generate_aborts_the_call(expected):
     assert [o.token_ids for o in llm.generate(PROMPTS, GREEDY, use_tqdm=False)] == expected
 
 
+@pytest.mark.parametrize("overlap_steps", [False, True], ids=["plain", "overlapped"])
 @pytest.mark.parametrize("how", ["break", "close", "garbage"])
-def test_a_stream_left_early_aborts_its_requests(expected, how):
-    llm = LLM(device="cpu")
+def test_a_stream_left_early_aborts_its_requests(expected, how, overlap_steps):
+    llm = LLM(device="cpu", overlap_steps=overlap_steps)
     events = llm.stream(PROMPTS, GREEDY)
     if how == "break":
         for _ in events:
@@ -259,8 +260,9 @@ def test_a_held_stream_blocks_a_new_call_with_a_clear_error():
     assert len(llm.generate(["x"], GREEDY, use_tqdm=False)[0].token_ids) == 12
 
 
-def test_abort_ends_one_request_and_the_others_go_on(expected):
-    llm = LLM(device="cpu")
+@pytest.mark.parametrize("overlap_steps", [False, True], ids=["plain", "overlapped"])
+def test_abort_ends_one_request_and_the_others_go_on(expected, overlap_steps):
+    llm = LLM(device="cpu", overlap_steps=overlap_steps)
     events, seen = [], 0
     for event in llm.stream(PROMPTS, GREEDY):
         events.append(event)
