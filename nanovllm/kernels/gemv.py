@@ -34,7 +34,7 @@ MAX_ROWS = 16  # rows padded to 16 for tl.dot
 @jit
 def gemv_kernel(x_ptr, w_ptr, partial_ptr, M, N, K, x_stride, w_stride,
                 ROWS: tl.constexpr, K_PER_SPLIT: tl.constexpr, BLOCK_N: tl.constexpr,
-                BLOCK_K: tl.constexpr):
+                BLOCK_K: tl.constexpr, DOT_PRECISION: tl.constexpr):
     # Program (n, s): outputs [n * BLOCK_N, (n + 1) * BLOCK_N), inputs of split s.
     columns = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     split = tl.program_id(1)
@@ -46,7 +46,7 @@ def gemv_kernel(x_ptr, w_ptr, partial_ptr, M, N, K, x_stride, w_stride,
                     mask=(rows[:, None] < M) & (ks[None, :] < K), other=0.0)
         w = tl.load(w_ptr + columns[:, None].to(tl.int64) * w_stride + ks[None, :],
                     mask=(columns[:, None] < N) & (ks[None, :] < K), other=0.0)
-        acc += tl.dot(x, tl.trans(w), input_precision="ieee")  # float32 stays float32
+        acc += tl.dot(x, tl.trans(w), input_precision=DOT_PRECISION)
     out = partial_ptr + split * M * N + rows[:, None] * N + columns[None, :]
     tl.store(out, acc, mask=(rows[:, None] < M) & (columns[None, :] < N))
 
@@ -81,7 +81,8 @@ def gemv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
     partial = torch.empty(split, m, n, dtype=torch.float32, device=x.device)
     gemv_kernel[(triton.cdiv(n, block_n), split)](
         x, weight, partial, m, n, k, x.stride(0), weight.stride(0),
-        ROWS=MAX_ROWS, K_PER_SPLIT=k_per_split, BLOCK_N=block_n, BLOCK_K=block_k)
+        ROWS=MAX_ROWS, K_PER_SPLIT=k_per_split, BLOCK_N=block_n, BLOCK_K=block_k,
+        DOT_PRECISION="ieee" if x.dtype == torch.float32 else "tf32")  # as the attention's
     y = partial.sum(0) if split > 1 else partial[0]
     if bias is not None:
         y += bias
