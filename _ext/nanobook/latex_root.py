@@ -7,10 +7,16 @@ numbered chapters in a LaTeX book. So the PDF starts from its own page,
 
 ``nanobook_latex_only_docs`` lists further pages that only the PDF has (the
 answer key of the quizzes: on the web, each quiz answers for itself).
+
+LaTeX numbers chapters in the order they come, so while some chapters are unwritten,
+chapter 4 would be printed as chapter 2 beside cross-references that say "Chapter 4".
+Each chapter page therefore sets LaTeX's chapter counter to its number in
+``nanobook_chapters`` just before its heading.
 """
 
 from __future__ import annotations
 
+from docutils import nodes
 from sphinx.application import Sphinx
 
 
@@ -22,8 +28,17 @@ def exclude_latex_pages(app: Sphinx) -> None:
     app.config.exclude_patterns = [*app.config.exclude_patterns, *patterns]
 
 
+def number_chapter(app: Sphinx, doctree: nodes.document) -> None:
+    """Before a chapter's heading, LaTeX's counter is set so that it gets its book number."""
+    for chapter in app.config.nanobook_chapters:
+        if chapter.get("doc") == app.env.docname and str(chapter.get("number", "")).isdigit():
+            command = f"\\setcounter{{chapter}}{{{int(chapter['number']) - 1}}}"
+            doctree.insert(0, nodes.raw("", command, format="latex"))
+
+
 def setup(app: Sphinx) -> dict:
     app.add_config_value("nanobook_latex_root", "", "env", types=[str])
     app.add_config_value("nanobook_latex_only_docs", [], "env", types=[list, tuple])
     app.connect("builder-inited", exclude_latex_pages)
+    app.connect("doctree-read", number_chapter)
     return {"version": "0.1", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -52,6 +52,17 @@ def test_outline_has_every_chapter_in_order(pdf):
     assert chapters == expected_titles()
 
 
+def test_chapters_keep_their_book_numbers(pdf):
+    """Chapter 4 is chapter 4 in the PDF too, while chapters before it are unwritten, so
+    headings agree with cross-references such as "Chapter 5, The Scheduler"."""
+    conf = runpy.run_path(str(ROOT / "conf.py"))
+    written = [(str(int(c["number"])), c["title"]) for c in conf["nanobook_chapters"]
+               if (ROOT / "source" / f"{c['doc']}.md").exists()]
+    toc = pdf.with_suffix(".toc").read_text(errors="replace")
+    numbered = re.findall(r"\\contentsline\s*\{chapter\}\{\\numberline\s*\{([^}]*)\}([^}]*)\}", toc)
+    assert numbered[:len(written)] == written
+
+
 def test_pdf_text_has_title_and_chapters(pdf):
     pdftotext = require_tool("pdftotext", "poppler-utils")
     text = subprocess.run([pdftotext, str(pdf), "-"], capture_output=True, text=True, check=True).stdout
