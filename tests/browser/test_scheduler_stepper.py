@@ -41,9 +41,9 @@ def test_stepping_the_traced_run_shows_its_preemptions(widget_site, browser):
     assert status.text_content().startswith(f"Step {first + 1}: ")
     assert f"preempted {victim}; waiting {victim}; {free} of 20 blocks free." in \
         status.text_content()
-    assert f"Preempted: {victim} (blocks given back" in sim.locator("ul.nb-ss-batch").text_content()
+    assert f"Preempted: {victim} (blocks given back" in sim.locator("ul.nb-sr-batch").text_content()
     # The victim waits at the front of the waiting queue with no blocks.
-    row = sim.locator("table.nb-ss-table tbody tr").nth("ABCD".index(victim))
+    row = sim.locator("table.nb-sr-table tbody tr").nth("ABCD".index(victim))
     assert row.locator("td").nth(1).text_content() == "waiting"
     assert row.locator("code").text_content() == "0"
     assert sim.locator(".nb-ss-free").text_content() == f"{free} of 20 blocks free."

@@ -159,7 +159,7 @@ WIDGET = Widget(
     scenarios=scenarios,
     replay=replay,
     coverage=coverage,
-    css=("sim/scheduler-stepper/style.css",),
+    css=("sim/scheduler-replay/style.css", "sim/scheduler-stepper/style.css"),
     engine_modules=("nanovllm.engine.llm_engine",),
     engine_files=("nanovllm/data/**/*",),
 )

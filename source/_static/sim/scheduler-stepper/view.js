@@ -76,17 +76,17 @@ export function mount(root, params) {
       button("Remove all requests", clear, { class: "nb-ss-clear" }), button("Load the traced run", loadTraced, { class: "nb-ss-load" })));
 
   // -- views ---------------------------------------------------------------------------------
-  const source = el("p", { class: "nb-ss-source" });
+  const source = el("p", { class: "nb-sr-source" });
   const queues = el("dl", { class: "nb-ss-queues" });
-  const batchList = el("ul", { class: "nb-ss-batch" });
+  const batchList = el("ul", { class: "nb-sr-batch" });
   const table = el("tbody");
   const poolHolder = el("div", { class: "nb-ss-pool" });
   views.append(
     source,
     view(`${id}-queues`, "Queues", queues),
     view(`${id}-batch`, "This step's batch", batchList),
-    view(`${id}-requests`, "Requests and their blocks", el("div", { class: "nb-ss-scroll" },
-      el("table", { class: "nb-ss-table" }, el("thead", {}, el("tr", {},
+    view(`${id}-requests`, "Requests and their blocks", el("div", { class: "nb-sr-scroll" },
+      el("table", { class: "nb-sr-table" }, el("thead", {}, el("tr", {},
         ...["Request", "Prompt + output", "State", "Tokens computed", "Blocks"].map((h) => el("th", { scope: "col", text: h })))), table))),
     view(`${id}-pool`, "Block pool", poolHolder,
       el("p", { class: "nb-ss-legend", text: "Each square is a block, labelled with its number and the request that holds it; dashed squares are free." })));
@@ -125,7 +125,7 @@ export function mount(root, params) {
   }
 
   function chip(seqId, text) {
-    return el("li", { style: { "--nb-seq": seqColour(seqId) } }, el("span", { class: "nb-ss-swatch", "aria-hidden": "true" }), text);
+    return el("li", { style: { "--nb-seq": seqColour(seqId) } }, el("span", { class: "nb-sr-swatch", "aria-hidden": "true" }), text);
   }
 
   /** The waiting queue after `index` steps: the run's, then the requests that join now. */
@@ -165,16 +165,16 @@ export function mount(root, params) {
     }
     const step = steps[index - 1];
     const items = step.batch.seq_ids.map((seqId, i) => el("li", { style: { "--nb-seq": seqColour(seqId) } },
-      el("span", { class: "nb-ss-swatch", "aria-hidden": "true" }), el("strong", { text: letters(seqId) }), `: ${work(step, i)}`));
+      el("span", { class: "nb-sr-swatch", "aria-hidden": "true" }), el("strong", { text: letters(seqId) }), `: ${work(step, i)}`));
     const total = step.batch.num_new_tokens.reduce((a, b) => a + b, 0);
-    items.push(el("li", { class: "nb-ss-total", text: `${total} of ${config.max_num_batched_tokens} budget tokens, ` +
+    items.push(el("li", { class: "nb-sr-total", text: `${total} of ${config.max_num_batched_tokens} budget tokens, ` +
       `${step.batch.seq_ids.length} of ${config.max_num_seqs} sequences.` }));
     if (step.batch.preempted_seq_ids.length) {
-      items.push(el("li", { class: "nb-ss-event", text: `Preempted: ${step.batch.preempted_seq_ids.map(letters).join(", ")} ` +
+      items.push(el("li", { class: "nb-sr-event", text: `Preempted: ${step.batch.preempted_seq_ids.map(letters).join(", ")} ` +
         "(blocks given back, computed tokens back to 0, to the front of the waiting queue)." }));
     }
     if (step.finished.length) {
-      items.push(el("li", { class: "nb-ss-event", text: `Finished: ${step.finished.map((f) => `${letters(f.seq_id)} (${f.finish_reason})`).join(", ")}; their blocks are free again.` }));
+      items.push(el("li", { class: "nb-sr-event", text: `Finished: ${step.finished.map((f) => `${letters(f.seq_id)} (${f.finish_reason})`).join(", ")}; their blocks are free again.` }));
     }
     fill(batchList, items);
   }
@@ -196,7 +196,7 @@ export function mount(root, params) {
       } else if (e) state = `finished at step ${e.step} (${e.reason})`;
       else state = join.get(r.seq_id) <= index ? "waiting" : `arrives before step ${join.get(r.seq_id) + 1}`;
       return el("tr", { style: { "--nb-seq": seqColour(r.seq_id) }, dataset: { status: s ? s.status : e ? "finished" : "waiting" } },
-        el("th", { scope: "row" }, el("span", { class: "nb-ss-swatch", "aria-hidden": "true" }), letters(r.seq_id)),
+        el("th", { scope: "row" }, el("span", { class: "nb-sr-swatch", "aria-hidden": "true" }), letters(r.seq_id)),
         el("td", { "data-label": "Prompt + output", text: `${promptLength(r)} + ${outputLength(r)}` }),
         el("td", { "data-label": "State", text: state }),
         el("td", { "data-label": "Tokens computed", text: computed }),
@@ -218,7 +218,7 @@ export function mount(root, params) {
     svg.style.maxWidth = `${columns * (cell + 4)}px`;
     grid({ count, columns, cell, gap: 4, x: 1, y: 1 }).forEach(({ x, y }, block) => {
       const who = owners.get(block);
-      const props = { class: who === undefined ? "nb-ss-block nb-ss-block-free" : "nb-ss-block", rx: 3 };
+      const props = { class: who === undefined ? "nb-sr-block nb-sr-block-free" : "nb-sr-block", rx: 3 };
       if (who !== undefined) props.style = { "--nb-seq": seqColour(who) };
       svg.append(svgGroup({ "data-block": block }, rect(x, y, cell, cell, props),
         svgText(x + 3, y + 10, String(block), { class: "nb-kit-muted nb-ss-block-id" }),
