@@ -49,7 +49,8 @@ class Config:
     tp_timeout_s: float = 120.0  # longest wait on tensor-parallel workers (start-up or a step)
     enforce_eager: bool = False  # True = no CUDA graphs
     enable_torch_compile: bool = True  # GPU only: fuse norms, activation
-    overlap_steps: bool = False  # schedule step N+1 while step N runs (engine/overlap.py)
+    # schedule step N+1 while step N runs (engine/overlap.py); "auto": on a GPU, one process
+    overlap_steps: bool | str = "auto"
     gemv_max_rows: int = 0  # GPU: products of at most this many rows in kernels/gemv.py
     dtype: str = "auto"
     device: str = "auto"
@@ -70,10 +71,14 @@ class Config:
                     "num_kvcache_blocks", self.num_kvcache_blocks,
                     "an int >= 0 (0 lets the model runner size the pool from memory)")
         for name in ("enable_prefix_caching", "enable_chunked_prefill", "enforce_eager",
-                     "enable_torch_compile", "overlap_steps"):
+                     "enable_torch_compile"):
             check_field(isinstance(getattr(self, name), bool), name, getattr(self, name),
                         "True or False")
-        check_field(not (self.overlap_steps and self.tensor_parallel_size > 1), "overlap_steps",
+        check_field(self.overlap_steps is True or self.overlap_steps is False
+                    or self.overlap_steps == "auto", "overlap_steps", self.overlap_steps,
+                    "True, False or 'auto'")
+        check_field(not (self.overlap_steps is True and self.tensor_parallel_size > 1),
+                    "overlap_steps",
                     self.overlap_steps, "True needs tensor_parallel_size=1 (one process)")
         check_field(is_int(self.gemv_max_rows) and 0 <= self.gemv_max_rows <= 16,
                     "gemv_max_rows", self.gemv_max_rows,

@@ -35,10 +35,12 @@ def add_bench(commands) -> None:
     parser.add_argument("--no-torch-compile", action="store_true")
     parser.add_argument("--no-prefix-caching", action="store_true")
     parser.add_argument("--no-chunked-prefill", action="store_true")
-    parser.add_argument("--overlap-steps", action="store_true",
-                        help="schedule step N+1 while step N runs (engine/overlap.py)")
-    parser.add_argument("--gemv-max-rows", type=int, default=0,
-                        help="GPU: products of at most N rows in kernels/gemv.py (0: off)")
+    parser.add_argument("--overlap-steps", choices=["auto", "on", "off"], default="auto",
+                        help="schedule step N+1 while step N runs (engine/overlap.py); "
+                             "auto: on a GPU")
+    parser.add_argument("--gemv-max-rows", type=int, default=None,
+                        help="GPU: products of at most N rows in kernels/gemv.py (0: off; "
+                             "default: Config's)")
     parser.add_argument("--max-num-batched-tokens", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=None,
                         help="transformers: requests per generate() call (default: all)")
@@ -106,7 +108,9 @@ def run_one(args) -> None:
                   enable_torch_compile=not args.no_torch_compile,
                   enable_prefix_caching=not args.no_prefix_caching,
                   enable_chunked_prefill=not args.no_chunked_prefill,
-                  overlap_steps=args.overlap_steps, gemv_max_rows=args.gemv_max_rows)
+                  overlap_steps={"on": True, "off": False}.get(args.overlap_steps, "auto"))
+    if args.gemv_max_rows is not None:
+        config["gemv_max_rows"] = args.gemv_max_rows
     if args.max_num_batched_tokens:
         config["max_num_batched_tokens"] = args.max_num_batched_tokens
     config.update(runs[0][0].engine_settings)

@@ -73,7 +73,8 @@ def profile_steps(engine: LLMEngine, out_dir: str | Path, batch_size: int = 256,
 KERNEL_KINDS = [
     ("decode_attention", "attention: decode"), ("combine_splits", "attention: decode"),
     ("prefill_attention", "attention: prefill"), ("store_kvcache", "KV cache store"),
-    ("qk_norm_rotary", "q/k norm and rotary"),
+    ("qk_norm_rotary", "q/k norm and rotary"), ("gemv_kernel", "matrix products"),
+    ("add_splits", "matrix products"),
     ("nccl", "communication"), ("gemm", "matrix products"), ("nvjet", "matrix products"),
     ("xmma", "matrix products"), ("cutlass", "matrix products"), ("triton_", "fused element-wise"),
     ("memcpy", "copies"), ("memset", "copies"), ("copy", "copies"), ("fill", "copies"),
@@ -104,13 +105,19 @@ class PhaseClock:
     Three parts of ``run`` are clocked on their own (and stay inside ``run``'s figure):
     building the step's input arrays, building the sampling arrays, and launching the
     CUDA graph (filling its static buffers, one copy, the replay call).
+
+    The overlapped engine (``engine/overlap.py``) has no ``run`` and ``postprocess``: its step
+    is ``launch`` (queue the step; the same three parts inside it) and ``resolve`` (wait for
+    the step before and finish what its tokens end), clocked under those names instead.
     """
 
     PARTS = ("run: inputs", "run: sampling arrays", "run: graph launch")
 
     def __init__(self, engine: LLMEngine):
         self.engine = engine
-        self.seconds = dict.fromkeys(("schedule", "run", "postprocess", *self.PARTS), 0.0)
+        self.overlapped = hasattr(engine, "launch")
+        phases = ("launch", "resolve") if self.overlapped else ("run", "postprocess")
+        self.seconds = dict.fromkeys(("schedule", *phases, *self.PARTS), 0.0)
 
     def timed(self, name: str, function):
         def wrapper(*args, **kwargs):
@@ -140,8 +147,12 @@ class PhaseClock:
             else:
                 self.patch(module, "prepare", "run: inputs", shadow=False)
             self.patch(engine.scheduler, "schedule", "schedule", shadow=True)
-            self.patch(engine.scheduler, "postprocess", "postprocess", shadow=True)
-            self.patch(runner, "run", "run", shadow=True)
+            if self.overlapped:
+                self.patch(engine, "launch", "launch", shadow=True)
+                self.patch(engine, "resolve", "resolve", shadow=True)
+            else:
+                self.patch(engine.scheduler, "postprocess", "postprocess", shadow=True)
+                self.patch(runner, "run", "run", shadow=True)
             self.patch(module.SamplingValues, "from_params", "run: sampling arrays",
                        shadow=False)
             if runner.graphs is not None:

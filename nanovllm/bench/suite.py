@@ -35,6 +35,7 @@ from nanovllm.bench.profile import profile_steps, profile_workload
 from nanovllm.bench.record import environment, make_record, write_record
 from nanovllm.bench.roofline import decode_step_bound, hardware_for, model_cost, workload_bound
 from nanovllm.engine.llm_engine import LLMEngine
+from nanovllm.engine.overlap import make_engine
 from nanovllm.kernels import decode_attention
 
 
@@ -131,10 +132,10 @@ def run_suite(model: str, out_dir: str | Path, deadline_s: float | None = None,
     engine_started = time.perf_counter()
     limits = dict(max_model_len=256 if small else 4096, max_num_seqs=16 if small else 256)
     try:
-        engine = LLMEngine(model, **limits)
+        engine = make_engine(model, **limits)
     except Exception:  # e.g. torch.compile unusable here: measure without it
         traceback.print_exc()
-        engine = LLMEngine(model, **limits, enable_torch_compile=False)
+        engine = make_engine(model, **limits, enable_torch_compile=False)
     startup_s = time.perf_counter() - engine_started
     warm_up(engine)
     print(f"engine ready in {startup_s:.1f} s (+ warm-up "

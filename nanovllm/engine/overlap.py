@@ -34,9 +34,10 @@ from dataclasses import dataclass
 
 import torch
 
+from nanovllm.config import Config
 from nanovllm.engine.block_manager import BlockManager
 from nanovllm.engine.llm_engine import LLMEngine, StepOutput
-from nanovllm.engine.model_runner import ModelRunner
+from nanovllm.engine.model_runner import ModelRunner, resolve_device
 from nanovllm.engine.scheduler import ScheduledBatch, Scheduler
 from nanovllm.engine.sequence import Sequence, SequenceStatus
 
@@ -298,6 +299,16 @@ def empty_output() -> StepOutput:
 
 
 def make_engine(model: str = "", **config_fields) -> LLMEngine:
-    """The overlapped engine with ``overlap_steps=True``, the plain one otherwise."""
-    overlap = config_fields.get("overlap_steps", False)
-    return (OverlappedEngine if overlap is True else LLMEngine)(model, **config_fields)
+    """The overlapped engine where ``overlap_steps`` asks for it, the plain one otherwise.
+
+    ``"auto"`` (the default) overlaps on a GPU with one process, where it is faster
+    (``source/_records/bench/README.md``); on a CPU the host's work is no gap to hide, and the
+    plain engine's steps are the ones the book traces.
+    """
+    config = Config(model=model, **config_fields)  # a bad field is refused here, by name
+    overlap = config.overlap_steps
+    if overlap == "auto":
+        overlap = (config.tensor_parallel_size == 1
+                   and resolve_device(config.device).type == "cuda")
+    engine = OverlappedEngine if overlap else LLMEngine
+    return engine(model, **{**config_fields, "overlap_steps": overlap})

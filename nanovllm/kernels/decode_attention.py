@@ -5,7 +5,10 @@ no arithmetic per byte: every cached key and value is read once and used for one
 product per query head. Its speed is memory bandwidth, so the kernel is organised around
 reading the cache once, in large pieces, with the whole GPU busy:
 
-* **One program per (sequence, kv head, split).** Grouped-query attention lets several
+* **One program per (kv head, sequence, split)**, in that order: the kv heads of one
+  sequence are neighbours in the launch order, so they run at the same time and read the
+  cache's blocks (which hold every kv head of a token side by side) together, not once per
+  head at widely separated times. Grouped-query attention lets several
   query heads share one kv head (Qwen3-0.6B: 2 per kv head). A program takes all of
   them at once, as a small matrix of queries, so each key and value is read once, not
   once per query head. ``tl.dot`` needs at least 16 rows, so the group is padded to 16
@@ -43,17 +46,20 @@ MAX_SPLITS = 32
 @jit(do_not_specialize=["max_blocks_per_seq"])
 def decode_attention_kernel(query_ptr, k_cache_ptr, v_cache_ptr, block_tables_ptr,
                             context_lens_ptr, out_ptr, split_out_ptr, split_lse_ptr, scale,
-                            max_blocks_per_seq, NUM_HEADS: tl.constexpr,
+                            max_blocks_per_seq, q_token_stride, q_head_stride,
+                            NUM_HEADS: tl.constexpr,
                             NUM_KV_HEADS: tl.constexpr, HEAD_DIM: tl.constexpr,
                             BLOCK_SIZE: tl.constexpr, GROUP_ROWS: tl.constexpr,
                             BLOCK_N: tl.constexpr, num_splits, DOT_PRECISION: tl.constexpr):
-    seq, kv_head, split = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    kv_head, seq, split = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     group = NUM_HEADS // NUM_KV_HEADS  # query heads that read this kv head
     rows = tl.arange(0, GROUP_ROWS)  # rows >= group are padding for tl.dot
     heads = kv_head * group + rows
     dims = tl.arange(0, HEAD_DIM)
-    q_offsets = (seq * NUM_HEADS + heads[:, None]) * HEAD_DIM + dims[None, :]
-    query = tl.load(query_ptr + q_offsets, mask=rows[:, None] < group, other=0.0)
+    # The query may be a view into the fused QKV output: read it through its strides.
+    query = tl.load(query_ptr + seq * q_token_stride + heads[:, None] * q_head_stride
+                    + dims[None, :], mask=rows[:, None] < group, other=0.0)
+    q_offsets = (seq * NUM_HEADS + heads[:, None]) * HEAD_DIM + dims[None, :]  # of out
 
     # region tile-loop
     # This program's piece of the context: whole tiles, so that only the last one is ragged.
@@ -132,9 +138,9 @@ def decode_attention(query: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.
     if num_splits is None:
         num_splits = choose_num_splits(num_seqs, num_kv_heads, query.device)
     assert 1 <= num_splits <= MAX_SPLITS, f"num_splits must be in [1, {MAX_SPLITS}]"
+    assert query.stride(2) == 1, "each query head must be contiguous"
     tile = DECODE_TILE
-    query = query.contiguous()
-    out = torch.empty_like(query)
+    out = torch.empty(num_seqs, num_heads, head_dim, dtype=query.dtype, device=query.device)
     split_out = split_lse = out  # unused when there is one piece
     if num_splits > 1:
         split_out = torch.empty(num_seqs, num_heads, num_splits, head_dim,
@@ -142,10 +148,10 @@ def decode_attention(query: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.
         split_lse = torch.empty(num_seqs, num_heads, num_splits, dtype=torch.float32,
                                 device=query.device)
     group_rows = max(16, triton.next_power_of_2(num_heads // num_kv_heads))
-    decode_attention_kernel[(num_seqs, num_kv_heads, num_splits)](
+    decode_attention_kernel[(num_kv_heads, num_seqs, num_splits)](
         query, k_cache, v_cache, block_tables, context_lens, out, split_out, split_lse, scale,
-        block_tables.shape[1], NUM_HEADS=num_heads, NUM_KV_HEADS=num_kv_heads,
-        HEAD_DIM=head_dim, BLOCK_SIZE=block_size, GROUP_ROWS=group_rows,
+        block_tables.shape[1], query.stride(0), query.stride(1), NUM_HEADS=num_heads,
+        NUM_KV_HEADS=num_kv_heads, HEAD_DIM=head_dim, BLOCK_SIZE=block_size, GROUP_ROWS=group_rows,
         BLOCK_N=tile["BLOCK_N"], num_splits=num_splits,
         DOT_PRECISION="ieee" if query.dtype == torch.float32 else "tf32",
         num_warps=tile["num_warps"], num_stages=tile["num_stages"])

@@ -11,8 +11,9 @@ the chip, or tiles shaped for large batches. Here:
   extra: the weights' bytes, not the arithmetic, set the time);
 * ``SPLIT_K`` programs share one block of outputs, each summing its own slice of the
   inputs, so that even a narrow matrix gives every multiprocessor work. Their partial sums
-  (float32) are added by ``torch.sum`` in a fixed order: no atomics, so the same inputs give
-  the same bits on every run.
+  (float32) are added by a second small kernel in a fixed order: no atomics, so the same
+  inputs give the same bits on every run. With one split the kernel writes the output
+  itself, in the inputs' dtype, bias included.
 
 ``gemv_config`` picks the tiles from the matrix's shape and the GPU's size. The torch
 reference is ``torch.nn.functional.linear``; ``use_gemv`` routes a model's small products
@@ -29,13 +30,17 @@ import torch.nn.functional as F
 from nanovllm.kernels.triton_support import jit, require_triton, tl, triton
 
 MAX_ROWS = 16  # rows padded to 16 for tl.dot
+# Tiles, warps and pipeline depth: the fastest at one row on an H200 for every product of
+# Qwen3-0.6B (source/_records/bench/README.md); each split's slice at least 2 x BLOCK_K.
+GEMV_TILE = {"BLOCK_N": 32, "BLOCK_K": 128, "num_warps": 4, "num_stages": 4}
 
 
 @jit
-def gemv_kernel(x_ptr, w_ptr, partial_ptr, M, N, K, x_stride, w_stride,
+def gemv_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, M, N, K, x_stride, w_stride,
                 ROWS: tl.constexpr, K_PER_SPLIT: tl.constexpr, BLOCK_N: tl.constexpr,
-                BLOCK_K: tl.constexpr, DOT_PRECISION: tl.constexpr):
-    # Program (n, s): outputs [n * BLOCK_N, (n + 1) * BLOCK_N), inputs of split s.
+                BLOCK_K: tl.constexpr, HAS_BIAS: tl.constexpr, DOT_PRECISION: tl.constexpr):
+    # Program (n, s): outputs [n * BLOCK_N, (n + 1) * BLOCK_N), inputs of split s. With
+    # one split, out_ptr is the output; with several, a float32 [splits, M, N] of partials.
     columns = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     split = tl.program_id(1)
     rows = tl.arange(0, ROWS)
@@ -47,18 +52,35 @@ def gemv_kernel(x_ptr, w_ptr, partial_ptr, M, N, K, x_stride, w_stride,
         w = tl.load(w_ptr + columns[:, None].to(tl.int64) * w_stride + ks[None, :],
                     mask=(columns[:, None] < N) & (ks[None, :] < K), other=0.0)
         acc += tl.dot(x, tl.trans(w), input_precision=DOT_PRECISION)
-    out = partial_ptr + split * M * N + rows[:, None] * N + columns[None, :]
-    tl.store(out, acc, mask=(rows[:, None] < M) & (columns[None, :] < N))
+    if HAS_BIAS:
+        acc += tl.load(bias_ptr + columns, mask=columns < N, other=0.0).to(tl.float32)[None, :]
+    out = out_ptr + split * M * N + rows[:, None] * N + columns[None, :]
+    tl.store(out, acc.to(out_ptr.dtype.element_ty),
+             mask=(rows[:, None] < M) & (columns[None, :] < N))
+
+
+@jit
+def add_splits_kernel(partial_ptr, bias_ptr, out_ptr, M, N, SPLITS: tl.constexpr,
+                      HAS_BIAS: tl.constexpr, BLOCK: tl.constexpr):
+    # The partial sums of BLOCK outputs, added split after split (always in that order).
+    index = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    inside = index < M * N
+    acc = tl.zeros([BLOCK], dtype=tl.float32)
+    for split in tl.static_range(SPLITS):
+        acc += tl.load(partial_ptr + split * M * N + index, mask=inside, other=0.0)
+    if HAS_BIAS:
+        acc += tl.load(bias_ptr + index % N, mask=inside, other=0.0).to(tl.float32)
+    tl.store(out_ptr + index, acc.to(out_ptr.dtype.element_ty), mask=inside)
 
 
 @functools.cache
 def gemv_config(n: int, k: int, num_sms: int) -> tuple[int, int, int]:
-    """(BLOCK_N, BLOCK_K, SPLIT_K): 32 outputs a program, 128 inputs a load, and the
-    inputs split until about two programs per multiprocessor (at least 256 inputs each)."""
-    block_n, block_k = 32, 128
+    """(BLOCK_N, BLOCK_K, SPLIT_K): ``GEMV_TILE``'s tile, and the inputs split in two until
+    the programs about fill the GPU once (at least 2 x BLOCK_K inputs a split)."""
+    block_n, block_k = GEMV_TILE["BLOCK_N"], GEMV_TILE["BLOCK_K"]
     programs = -(-n // block_n)
     split = 1
-    while programs * split < 2 * num_sms and k // (2 * split) >= 256:
+    while 10 * programs * split < 9 * num_sms and k // (2 * split) >= 2 * block_k:
         split *= 2
     return block_n, block_k, split
 
@@ -78,15 +100,22 @@ def gemv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
         config = gemv_config(n, k, sms)
     block_n, block_k, split = config
     k_per_split = triton.cdiv(triton.cdiv(k, split), block_k) * block_k
-    partial = torch.empty(split, m, n, dtype=torch.float32, device=x.device)
+    out = torch.empty(m, n, dtype=x.dtype, device=x.device)
+    partial = out if split == 1 else torch.empty(split, m, n, dtype=torch.float32,
+                                                 device=x.device)
+    has_bias = bias is not None and split == 1
     gemv_kernel[(triton.cdiv(n, block_n), split)](
-        x, weight, partial, m, n, k, x.stride(0), weight.stride(0),
+        x, weight, bias if has_bias else x, partial, m, n, k, x.stride(0), weight.stride(0),
         ROWS=MAX_ROWS, K_PER_SPLIT=k_per_split, BLOCK_N=block_n, BLOCK_K=block_k,
-        DOT_PRECISION="ieee" if x.dtype == torch.float32 else "tf32")  # as the attention's
-    y = partial.sum(0) if split > 1 else partial[0]
-    if bias is not None:
-        y += bias
-    return y.to(x.dtype)
+        HAS_BIAS=has_bias,
+        DOT_PRECISION="ieee" if x.dtype == torch.float32 else "tf32",  # as the attention's
+        num_warps=GEMV_TILE["num_warps"], num_stages=GEMV_TILE["num_stages"])
+    if split > 1:
+        block = 1024
+        add_splits_kernel[(triton.cdiv(m * n, block),)](
+            partial, bias if bias is not None else x, out, m, n, SPLITS=split,
+            HAS_BIAS=bias is not None, BLOCK=block)
+    return out
 
 
 def small_product(max_rows: int, x: torch.Tensor, weight: torch.Tensor,

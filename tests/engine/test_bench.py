@@ -205,6 +205,20 @@ def test_profile_workload_clocks_every_phase_and_restores_the_engine(tmp_path):
     assert json.loads((tmp_path / "profile_workload_b.json").read_text())["steps"] == 16
 
 
+def test_profile_workload_clocks_the_overlapped_engine_by_its_own_phases(tmp_path):
+    from nanovllm.bench.profile import PhaseClock, profile_workload
+    from nanovllm.engine.overlap import OverlappedEngine
+
+    engine = OverlappedEngine("", device="cpu", max_model_len=256, overlap_steps=True)
+    workload = workloads.build("b", engine.model_config.vocab_size, small=True)
+    phases = profile_workload(engine, workload, tmp_path)["host_phase_s"]
+    assert set(phases) == {"schedule", "launch", "resolve", *PhaseClock.PARTS}
+    assert all(phases[name] > 0 for name in ("schedule", "launch", "resolve", "run: inputs",
+                                             "run: sampling arrays"))
+    assert phases["run: inputs"] + phases["run: sampling arrays"] < phases["launch"]
+    assert not {"launch", "resolve"} & set(vars(engine))
+
+
 def test_phase_clock_undoes_its_patches_when_one_fails():
     from types import SimpleNamespace
 

@@ -197,6 +197,14 @@ def test_decode_attention_kernel_matches_reference(dtype, num_splits):
     print(f"decode {dtype}, splits {num_splits}: max |triton - torch| = {difference:.2e}")
     assert difference <= TOLERANCE[dtype]
     assert torch.equal(actual[-1], torch.zeros_like(actual[-1]))
+    # the query as the model passes it: a view into the fused QKV output, read in place
+    fused = torch.zeros(len(context_lens), heads + 4, head_dim, device=DEVICE, dtype=dtype)
+    fused[:, :heads] = query
+    view = fused.flatten(1).split([heads * head_dim, 4 * head_dim], dim=-1)[0]
+    view = view.view(-1, heads, head_dim)
+    assert not view.is_contiguous()
+    assert torch.equal(decode_attention.decode_attention(view, k_cache, v_cache, tables, lens,
+                                                         scale, num_splits=num_splits), actual)
 
 
 def test_split_count_fills_the_gpu_and_depends_on_batch_size_only():
@@ -309,11 +317,14 @@ def test_gemv_kernel_matches_reference(dtype, rows, config):
     assert torch.equal(out, gemv.gemv(x, weight, bias, config))
 
 
-def test_gemv_splits_until_every_multiprocessor_has_two_programs():
-    assert gemv.gemv_config(1024, 3072, 132) == (32, 128, 8)  # 32 column blocks: 256 programs
-    assert gemv.gemv_config(151936, 1024, 132) == (32, 128, 1)  # the LM head: 4,748 programs
+def test_gemv_splits_until_the_programs_about_fill_the_gpu():
+    # Qwen3-0.6B's products on an H200 (132 multiprocessors): 32 outputs a program
+    assert gemv.gemv_config(4096, 1024, 132) == (32, 128, 1)  # qkv: 128 programs
+    assert gemv.gemv_config(6144, 1024, 132) == (32, 128, 1)  # gate/up: 192
+    assert gemv.gemv_config(1024, 2048, 132) == (32, 128, 4)  # o: 32 blocks x 4 splits
+    assert gemv.gemv_config(1024, 3072, 132) == (32, 128, 4)  # down
+    assert gemv.gemv_config(151936, 1024, 132) == (32, 128, 1)  # the LM head: 4,748
     assert gemv.gemv_config(1024, 512, 132) == (32, 128, 2)  # 256 inputs a split at least
-    assert gemv.gemv_config(6144, 1024, 132) == (32, 128, 2)
 
 
 def test_use_gemv_routes_every_linear_layer_and_the_head():

@@ -264,11 +264,29 @@ def test_overlap_is_refused_where_it_cannot_run():
     with pytest.raises(ValueError, match=r"^overlap_steps=True is invalid: True needs "
                                          r"tensor_parallel_size=1 \(one process\)$"):
         LLM(device="cpu", overlap_steps=True, tensor_parallel_size=2)
-    with pytest.raises(ValueError, match=r"^overlap_steps='yes' is invalid: True or False$"):
-        LLM(device="cpu", overlap_steps="yes")
+    for bad in ("yes", 1, None):
+        with pytest.raises(ValueError, match=rf"^overlap_steps={bad!r} is invalid: True, "
+                                             r"False or 'auto'$"):
+            LLM(device="cpu", overlap_steps=bad)
     llm = LLM(device="cpu", overlap_steps=True)
     with pytest.raises(ValueError, match=r"^traces record the plain engine's steps"):
         llm.engine.start_trace()
+
+
+@pytest.mark.parametrize(("fields", "overlapped"), [
+    ({}, torch.cuda.is_available()),  # "auto": on a GPU
+    ({"device": "cpu"}, False),
+    ({"device": "cpu", "overlap_steps": True}, True),
+    ({"device": "cpu", "tensor_parallel_size": 2}, False),  # "auto" with two processes: plain
+], ids=["auto", "auto-cpu", "asked-for", "auto-two-processes"])
+def test_auto_overlaps_on_a_gpu_with_one_process(fields, overlapped, monkeypatch):
+    from nanovllm.engine import overlap
+
+    made = []  # the class make_engine picks and the config it passes, without building it
+    monkeypatch.setattr(overlap, "OverlappedEngine", lambda *a, **k: made.append((True, k)))
+    monkeypatch.setattr(overlap, "LLMEngine", lambda *a, **k: made.append((False, k)))
+    overlap.make_engine("", **fields)
+    assert made == [(overlapped, {**fields, "overlap_steps": overlapped})]
 
 
 @pytest.mark.gpu
