@@ -51,7 +51,7 @@ class Config:
     enable_torch_compile: bool = True  # GPU only: fuse norms, activation
     # schedule step N+1 while step N runs (engine/overlap.py); "auto": on a GPU, one process
     overlap_steps: bool | str = "auto"
-    gemv_max_rows: int = 0  # GPU: products of at most this many rows in kernels/gemv.py
+    gemv_max_rows: int = 16  # GPU: products of at most this many rows in kernels/gemv.py
     dtype: str = "auto"
     device: str = "auto"
     seed: int = 0

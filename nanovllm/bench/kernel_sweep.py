@@ -26,8 +26,9 @@ from nanovllm.kernels import decode_attention, prefill_attention
 from nanovllm.layers.attention import StepInputs, paged_attention
 
 TILES = [  # the first is the default (decode_attention.DECODE_TILE)
+    {"BLOCK_N": 128, "num_warps": 8, "num_stages": 2},
     {"BLOCK_N": 64, "num_warps": 4, "num_stages": 3},
-    {"BLOCK_N": 32, "num_warps": 4, "num_stages": 3},
+    {"BLOCK_N": 64, "num_warps": 4, "num_stages": 2},
     {"BLOCK_N": 128, "num_warps": 4, "num_stages": 2},
     {"BLOCK_N": 128, "num_warps": 8, "num_stages": 3},
 ]

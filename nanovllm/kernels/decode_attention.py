@@ -34,10 +34,11 @@ import torch
 from nanovllm.kernels.attention_tile import attend_tile, tile_offsets
 from nanovllm.kernels.triton_support import jit, require_triton, tl, triton
 
-# How the kernel walks the cache: BLOCK_N tokens per loop step (64 tokens x 128 dims x 2
-# bytes = 16 KiB of keys and as much of values), warps per program, and how many loop
-# steps' loads the software pipeline keeps in flight. bench/kernel_sweep.py times others.
-DECODE_TILE = {"BLOCK_N": 64, "num_warps": 4, "num_stages": 3}
+# How the kernel walks the cache: BLOCK_N tokens per loop step (128 tokens x 128 dims x 2
+# bytes = 32 KiB of keys and as much of values), warps per program, and how many loop
+# steps' loads the software pipeline keeps in flight: the fastest of those timed on an H200
+# (source/_records/bench/README.md). bench/kernel_sweep.py times others.
+DECODE_TILE = {"BLOCK_N": 128, "num_warps": 8, "num_stages": 2}
 MAX_SPLITS = 32
 
 

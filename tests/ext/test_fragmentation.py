@@ -189,7 +189,7 @@ def test_engine_constants_are_read_from_the_engines_source():
     ctx = ValueContext(ROOT, config)
     module = "nanovllm.kernels.decode_attention"
     assert engine_constant(ctx, module, "MAX_SPLITS") == 32
-    assert engine_constant(ctx, module, "DECODE_TILE.BLOCK_N") == 64
+    assert engine_constant(ctx, module, "DECODE_TILE.BLOCK_N") == 128
     assert ctx.used_files == [ROOT / "nanovllm" / "kernels" / "decode_attention.py"] * 2
     with pytest.raises(ValueError, match="DECODE_TILE has no key 'rows'; keys: BLOCK_N, "):
         engine_constant(ctx, module, "DECODE_TILE.rows")
