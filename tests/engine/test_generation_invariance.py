@@ -72,7 +72,7 @@ def test_preemption_and_recompute_change_nothing(reference):
 
 def test_a_trace_of_a_real_run_replays_exactly_on_the_scheduler_alone():
     llm = LLM(str(tiny_checkpoint("qwen3")), dtype="float32", num_kvcache_blocks=10,
-              max_num_batched_tokens=64)
+              max_num_batched_tokens=64, overlap_steps=False)  # traces are the plain engine's
     trace = llm.engine.start_trace()
     llm.generate(make_prompts(), GREEDY, use_tqdm=False)
     recorded = trace.to_dict()
@@ -118,7 +118,7 @@ def test_cuda_graphs_sample_the_same_tokens_as_eager():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_a_graph_step_fills_the_static_buffers_with_the_step_and_its_padding():
     llm = LLM(str(tiny_checkpoint("qwen3")), dtype="float32", num_kvcache_blocks=256,
-              max_num_seqs=16)
+              max_num_seqs=16, overlap_steps=False)  # steps run one at a time, by hand
     engine, runner = llm.engine, llm.engine.model_runner
     for prompt in make_prompts()[:3]:  # 3 sequences: the graph of size 4 runs, 1 padding row
         engine.add_request(prompt, SamplingParams(temperature=0.7, max_tokens=8, seed=3))
