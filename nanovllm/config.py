@@ -53,6 +53,7 @@ class Config:
     overlap_steps: bool | str = "auto"
     gemv_max_rows: int = 16  # GPU: products of at most this many rows in kernels/gemv.py
     dtype: str = "auto"
+    kv_cache_dtype: str = "auto"  # "fp8": keys and values in 8 bits (layers/fp8.py)
     device: str = "auto"
     seed: int = 0
 
@@ -91,6 +92,9 @@ class Config:
                     "cpu_kvcache_gib", self.cpu_kvcache_gib, "a number > 0 (GiB)")
         check_field(self.dtype in ("auto", "float32", "float16", "bfloat16"), "dtype",
                     self.dtype, "one of 'auto', 'float32', 'float16', 'bfloat16'")
+        check_field(self.kv_cache_dtype in ("auto", "fp8"), "kv_cache_dtype",
+                    self.kv_cache_dtype, "'auto' (the model's dtype) or 'fp8' (float8 e4m3 "
+                    "with a scale per token and kv head)")
         check_field(self.device in ("auto", "cpu", "cuda"), "device", self.device,
                     "one of 'auto', 'cpu', 'cuda'")
         check_field(is_int(self.seed) and 0 <= self.seed < 2**64, "seed", self.seed,

@@ -4,7 +4,9 @@ Layout: ``[2, num_layers, num_blocks, block_size, num_kv_heads, head_dim]``; ind
 holds keys, 1 values. One allocation keeps the cache in one piece of memory, and every
 layer's attention gets views ``cache[0, layer]`` and ``cache[1, layer]``, each shaped
 ``[num_blocks, block_size, kv_heads, head_dim]`` so that a cache *slot*
-(``block * block_size + offset``) is a row of the flattened view.
+(``block * block_size + offset``) is a row of the flattened view. An 8-bit cache
+(``kv_cache_dtype="fp8"``, ``layers/fp8.py``) has a second tensor beside it, the scales,
+shaped the same without ``head_dim``.
 
 How many blocks? Exactly ``Config.num_kvcache_blocks`` when that is set. Otherwise:
 
@@ -17,16 +19,19 @@ import os
 
 import torch
 
+from nanovllm.layers.fp8 import FP8, SCALE_BYTES
 from nanovllm.layers.linear import kv_heads_per_gpu
 from nanovllm.models.model_config import ModelConfig
 
 
 def block_bytes(model_config: ModelConfig, block_size: int, dtype: torch.dtype,
                 tp_size: int = 1) -> int:
-    """Bytes of keys and values that one block holds, over all layers."""
+    """Bytes of keys and values that one block holds, over all layers (in 8 bits: and
+    their scales)."""
     kv_heads = kv_heads_per_gpu(model_config.num_key_value_heads, tp_size)
-    per_token = 2 * model_config.num_hidden_layers * kv_heads * model_config.head_dim
-    return per_token * block_size * dtype.itemsize
+    rows = 2 * model_config.num_hidden_layers * kv_heads * block_size
+    row_bytes = model_config.head_dim * dtype.itemsize + (SCALE_BYTES if dtype == FP8 else 0)
+    return rows * row_bytes
 
 
 def kv_cache_budget_bytes(config, device: torch.device, activation_bytes: int) -> int:
@@ -75,9 +80,12 @@ def allocate_kv_cache(model: torch.nn.Module, model_config: ModelConfig, num_blo
     attention_layers = [m for m in model.modules() if hasattr(m, "k_cache")]
     kv_heads = attention_layers[0].num_kv_heads  # this GPU's share under tensor parallelism
     # torch.empty, not zeros: every slot is written before any kernel reads it.
-    cache = torch.empty(2, len(attention_layers), num_blocks, block_size, kv_heads,
-                        model_config.head_dim, dtype=dtype, device=device)
+    shape = (2, len(attention_layers), num_blocks, block_size, kv_heads)
+    cache = torch.empty(*shape, model_config.head_dim, dtype=dtype, device=device)
+    scales = torch.empty(shape, dtype=torch.float32, device=device) if dtype == FP8 else None
     for layer, attention in enumerate(attention_layers):
         attention.k_cache = cache[0, layer]
         attention.v_cache = cache[1, layer]
+        if scales is not None:
+            attention.k_scales, attention.v_scales = scales[0, layer], scales[1, layer]
     return cache

@@ -32,6 +32,7 @@ from nanovllm.engine.parallel import fewest_across_group
 from nanovllm.engine.torch_compile import compile_small_ops
 from nanovllm.kernels.gemv import use_gemv
 from nanovllm.layers.attention import StepInputs
+from nanovllm.layers.fp8 import FP8
 from nanovllm.layers.linear import Shard
 from nanovllm.layers.sampler import Sampler, SamplingValues
 from nanovllm.models.model_config import ModelConfig
@@ -98,6 +99,7 @@ class ModelRunner:
             raise ValueError(f"block_size={config.block_size} is invalid on a GPU: the GPU "
                              f"kernels are tested and measured at block_size >= 16 only")
         self.dtype = resolve_dtype(config.dtype, model_config, self.device)
+        self.cache_dtype = FP8 if config.kv_cache_dtype == "fp8" else self.dtype
         with default_dtype(self.dtype), torch.device(self.device):
             self.model = Qwen3ForCausalLM(model_config, Shard(rank, config.tensor_parallel_size))
         self.bytes_loaded = load_model(self.model, folder)
@@ -113,12 +115,12 @@ class ModelRunner:
         # peak memory of the largest step, kept free of KV cache
         self.activation_bytes = (self.measure_activation_bytes()
                                  if on_gpu and config.num_kvcache_blocks == 0 else 0)
-        self.num_blocks = choose_num_blocks(config, model_config, self.dtype, self.device,
+        self.num_blocks = choose_num_blocks(config, model_config, self.cache_dtype, self.device,
                                             self.activation_bytes)
         if config.tensor_parallel_size > 1:  # one block table indexes every rank's cache
             self.num_blocks = fewest_across_group(self.num_blocks, self.device)
         self.kv_cache = allocate_kv_cache(self.model, model_config, self.num_blocks,
-                                          self.block_size, self.dtype, self.device)
+                                          self.block_size, self.cache_dtype, self.device)
         self.graphs = self.capture_graphs() if on_gpu and not config.enforce_eager else None
 
     def capture_graphs(self) -> DecodeGraphs | None:
@@ -210,7 +212,7 @@ class ModelRunner:
             first_block += count
         warmup = SimpleNamespace(seqs=seqs, num_new_tokens=lengths, do_sample=[True] * len(seqs))
         scratch = allocate_kv_cache(self.model, self.model.config, first_block, self.block_size,
-                                    self.dtype, device)
+                                    self.cache_dtype, device)
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
         baseline = torch.cuda.memory_allocated(device)

@@ -23,6 +23,7 @@ from torch import nn
 from nanovllm.kernels.decode_attention import decode_attention
 from nanovllm.kernels.prefill_attention import prefill_attention
 from nanovllm.kernels.store_kvcache import store_kvcache
+from nanovllm.layers import fp8
 
 
 @dataclass
@@ -62,27 +63,39 @@ class StepInputs:
 
 
 def store_kv(key: torch.Tensor, value: torch.Tensor, k_cache: torch.Tensor,
-             v_cache: torch.Tensor, slot_mapping: torch.Tensor) -> None:
+             v_cache: torch.Tensor, slot_mapping: torch.Tensor,
+             k_scales: torch.Tensor | None = None, v_scales: torch.Tensor | None = None) -> None:
     """Row t of ``key`` and ``value`` goes to cache slot ``slot_mapping[t]``.
 
     A slot is ``block * block_size + offset``, so in the cache seen as one row per slot
     ``[blocks * block_size, kv_heads, head_dim]`` storing is a scatter. Slot -1 is padding.
+    An 8-bit cache stores each row rounded, and its scale beside it (``fp8.py``).
     """
     real = slot_mapping >= 0
-    k_cache.flatten(0, 1)[slot_mapping[real]] = key[real]
-    v_cache.flatten(0, 1)[slot_mapping[real]] = value[real]
+    for rows, cache, scales in ((key, k_cache, k_scales), (value, v_cache, v_scales)):
+        if scales is None:
+            cache.flatten(0, 1)[slot_mapping[real]] = rows[real]
+        else:
+            stored, row_scales = fp8.quantize(rows[real])
+            cache.flatten(0, 1)[slot_mapping[real]] = stored
+            scales.flatten(0, 1)[slot_mapping[real]] = row_scales
 
 
-def gather_context(cache: torch.Tensor, block_table: torch.Tensor, length: int) -> torch.Tensor:
-    """The first ``length`` tokens of one sequence, in order: [length, kv_heads, head_dim]."""
+def gather_context(cache: torch.Tensor, block_table: torch.Tensor, length: int,
+                   scales: torch.Tensor | None = None) -> torch.Tensor:
+    """The first ``length`` tokens of one sequence, in order: [length, kv_heads, head_dim]
+    (in float32 from an 8-bit cache, given its ``scales``)."""
     block_size = cache.shape[1]
     positions = torch.arange(length, device=cache.device)
     slots = block_table[positions // block_size].long() * block_size + positions % block_size
-    return cache.flatten(0, 1)[slots]
+    if scales is None:
+        return cache.flatten(0, 1)[slots]
+    return fp8.dequantize(cache.flatten(0, 1)[slots], scales.flatten(0, 1)[slots])
 
 
 def paged_attention(query: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
-                    meta: StepInputs, scale: float) -> torch.Tensor:
+                    meta: StepInputs, scale: float, k_scales: torch.Tensor | None = None,
+                    v_scales: torch.Tensor | None = None) -> torch.Tensor:
     """Each sequence's query rows attend causally to its tokens in the cache.
 
     Sequence i's chunk holds its last ``query_len`` tokens of ``context_len``, so query row r
@@ -95,8 +108,8 @@ def paged_attention(query: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.T
     for i, context_len in enumerate(meta.context_lens.tolist()):
         rows = slice(starts[i], starts[i + 1])
         query_len = starts[i + 1] - starts[i]
-        keys = gather_context(k_cache, meta.block_tables[i], context_len).float()
-        values = gather_context(v_cache, meta.block_tables[i], context_len).float()
+        keys = gather_context(k_cache, meta.block_tables[i], context_len, k_scales).float()
+        values = gather_context(v_cache, meta.block_tables[i], context_len, v_scales).float()
         keys = keys.repeat_interleave(num_heads // num_kv_heads, dim=1)
         values = values.repeat_interleave(num_heads // num_kv_heads, dim=1)
         scores = torch.einsum("qhd,khd->hqk", query[rows].float(), keys) * scale
@@ -112,18 +125,25 @@ class Attention(nn.Module):
         super().__init__()
         self.num_heads, self.num_kv_heads, self.head_dim = num_heads, num_kv_heads, head_dim
         self.scale = head_dim ** -0.5
-        # Views into the model runner's one big cache tensor, attached once it is allocated.
+        # Views into the model runner's one big cache tensor, attached once it is allocated
+        # (and into its scales, for an 8-bit cache).
         self.k_cache = torch.empty(0)
         self.v_cache = torch.empty(0)
+        self.k_scales: torch.Tensor | None = None
+        self.v_scales: torch.Tensor | None = None
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                 meta: StepInputs) -> torch.Tensor:
         """q: [tokens, heads, head_dim]; k, v: [tokens, kv_heads, head_dim]."""
         # region plain
         if not q.is_cuda:
-            store_kv(k, v, self.k_cache, self.v_cache, meta.slot_mapping)
-            return paged_attention(q, self.k_cache, self.v_cache, meta, self.scale)
+            store_kv(k, v, self.k_cache, self.v_cache, meta.slot_mapping, self.k_scales,
+                     self.v_scales)
+            return paged_attention(q, self.k_cache, self.v_cache, meta, self.scale,
+                                   self.k_scales, self.v_scales)
         # endregion plain
+        if self.k_scales is not None:
+            raise NotImplementedError("kv_cache_dtype='fp8' has no GPU kernels yet")
         store_kvcache(k, v, self.k_cache, self.v_cache, meta.slot_mapping)
         if meta.decode_only:
             return decode_attention(q, self.k_cache, self.v_cache, meta.block_tables,
