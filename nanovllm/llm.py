@@ -35,6 +35,8 @@ class RequestOutput:
     stop_reason: int | str | None = None  # the stop token id or stop string, if one ended it
     error: str | None = None
     num_cached_tokens: int = 0  # prompt tokens whose K/V came from the prefix cache
+    # with SamplingParams(prompt_logprobs=True): log p(prompt token i | those before it)
+    prompt_logprobs: list[float | None] | None = None
 
 
 @dataclass
@@ -182,6 +184,7 @@ class LLM:
         output.finish_reason, output.stop_reason = seq.finish_reason, seq.stop_reason
         output.error = seq.error
         output.num_cached_tokens = seq.num_cached_tokens
+        output.prompt_logprobs = seq.prompt_logprobs
         output.text = self.engine.output_text(seq)
 
 

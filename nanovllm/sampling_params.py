@@ -26,6 +26,9 @@ class SamplingParams:
     * ``stop``: strings that end the request when they appear in its text (finish reason
       "stop", ``stop_reason`` the string). The text ends before the string unless
       ``include_stop_str_in_output``; ``token_ids`` keep every token generated.
+    * ``prompt_logprobs``: also return the log-probability of every prompt token after the
+      first, given those before it (``engine/scoring.py``): what scoring a text needs. The
+      prompt is then computed whole, never taken from the prefix cache.
     """
 
     temperature: float = 1.0
@@ -37,6 +40,7 @@ class SamplingParams:
     stop_token_ids: tuple[int, ...] = ()
     stop: tuple[str, ...] = ()
     include_stop_str_in_output: bool = False
+    prompt_logprobs: bool = False
 
     def __post_init__(self) -> None:
         check_field(is_real(self.temperature) and self.temperature >= 0, "temperature",
@@ -60,6 +64,8 @@ class SamplingParams:
                     "stop", self.stop, "a string or a list or tuple of non-empty strings")
         check_field(isinstance(self.include_stop_str_in_output, bool),
                     "include_stop_str_in_output", self.include_stop_str_in_output, "True or False")
+        check_field(isinstance(self.prompt_logprobs, bool), "prompt_logprobs",
+                    self.prompt_logprobs, "True or False")
         # Store tuples whatever came in, so the object stays immutable and hashable.
         object.__setattr__(self, "stop_token_ids", tuple(stop_ids))
         object.__setattr__(self, "stop", tuple(stop))

@@ -94,8 +94,8 @@ class BlockManager:
         one that others share. A key match is confirmed by the block's tokens and its parent,
         so a hash collision costs a miss, never wrong K/V.
         """
-        if not self.enable_prefix_caching:
-            return ()
+        if not self.enable_prefix_caching or seq.sampling_params.prompt_logprobs:
+            return ()  # a scored prompt is computed whole: every token needs its output row
         bs, hits, key, parent = self.block_size, [], None, None
         for start in range(0, (seq.num_tokens - 1) // bs * bs, bs):
             tokens = tuple(seq.token_ids[start : start + bs])

@@ -123,6 +123,10 @@ class LLMEngine:
         if not isinstance(params, SamplingParams):
             raise ValueError(f"sampling params must be a SamplingParams, "
                              f"got {type(params).__name__}")
+        if params.prompt_logprobs and (type(self) is not LLMEngine
+                                       or self.config.tensor_parallel_size > 1):
+            raise ValueError("prompt_logprobs=True needs the plain engine in one process: make "
+                             "the LLM with overlap_steps=False and tensor_parallel_size=1")
         seq = Sequence(self.tokenize(prompt), params)
         if params.stop or detokenize:
             seq.detokenizer = IncrementalDetokenizer(self.tokenizer, seq.num_prompt_tokens,

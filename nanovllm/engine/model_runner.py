@@ -28,6 +28,7 @@ import torch
 from nanovllm.engine.cuda_graph import DecodeGraphs
 from nanovllm.engine.fast_inputs import FastInputs
 from nanovllm.engine.kv_cache import allocate_kv_cache, choose_num_blocks
+from nanovllm.engine.scoring import prompt_scorer
 from nanovllm.engine.parallel import fewest_across_group
 from nanovllm.engine.torch_compile import compile_small_ops
 from nanovllm.kernels.gemv import use_gemv
@@ -149,9 +150,13 @@ class ModelRunner:
                                "make a new one")
 
     def run(self, batch) -> list[int]:
-        """One step: one sampled token id per sequence whose do_sample is set, in batch order."""
+        """One step: one sampled token id per sequence whose do_sample is set, in batch order
+        (and the prompt log-probabilities of the sequences that ask, ``scoring.py``)."""
         self.check_usable()
-        return self.run_inputs(*self.step_inputs(batch))
+        inputs, sampling = self.step_inputs(batch)
+        score = prompt_scorer(batch, inputs.cu_seqlens_q, self.model)
+        tokens = self.sample(inputs, sampling, score=score)
+        return [] if tokens is None else tokens.tolist()
 
     def step_inputs(self, batch) -> tuple[StepInputs, SamplingValues | None]:
         """The batch as host arrays, and its sampled rows' parameters."""
@@ -170,18 +175,22 @@ class ModelRunner:
 
     @torch.inference_mode()
     def sample(self, inputs: StepInputs, sampling: SamplingValues | None,
-               fill: Callable[[torch.Tensor], None] | None = None) -> torch.Tensor | None:
+               fill: Callable[[torch.Tensor], None] | None = None,
+               score: Callable[[torch.Tensor], None] | None = None) -> torch.Tensor | None:
         """The step's sampled ids on the device, not waited for (None where nothing is
         sampled here). ``fill(input_ids)`` may write input ids on the device before the model
-        runs: the overlapped engine's tokens that are still on the GPU (``overlap.py``)."""
+        runs: the overlapped engine's tokens that are still on the GPU (``overlap.py``).
+        ``score(hidden)`` gets every row's output (``scoring.py``)."""
         self.check_usable()
-        if self.graphs is not None and self.graphs.covers(inputs):
+        if score is None and self.graphs is not None and self.graphs.covers(inputs):
             return self.graphs.replay(inputs, sampling, fill)
         on_device = (self.fast.to_device(inputs, self.device) if self.fast
                      else inputs.to(self.device))
         if fill is not None:
             fill(on_device.input_ids)
         hidden = self.model(on_device)
+        if score is not None:
+            score(hidden)
         num_sampled = len(inputs.sample_rows)
         if num_sampled == 0:  # only middle chunks of long prompts: their K/V was the point
             return None

@@ -48,6 +48,10 @@ class Sequence:
         self.status = SequenceStatus.WAITING
         self.num_computed_tokens = 0
         self.num_cached_tokens = 0
+        # log p(prompt token i | tokens before it), filled in as the prompt is computed, when
+        # asked for (engine/scoring.py); position 0 has none
+        self.prompt_logprobs: list[float | None] | None = (
+            [None] * self.num_tokens if self.sampling_params.prompt_logprobs else None)
         self.block_table: list[int] = []
         self.finish_reason: str | None = None  # "stop", "length", "abort" or "error" once over
         self.stop_reason: int | str | None = None  # the stop token id or stop string that ended it

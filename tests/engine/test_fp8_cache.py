@@ -1,0 +1,95 @@
+"""The 8-bit KV cache (``kv_cache_dtype="fp8"``, ``layers/fp8.py``): the number format's
+round trip, the cache's size, and the engine's outputs with it."""
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from nanovllm.engine.kv_cache import block_bytes
+from nanovllm.layers import fp8
+from nanovllm.llm import LLM
+from nanovllm.models.model_config import ModelConfig
+from nanovllm.sampling_params import SamplingParams
+from tests.engine.model_fixtures import tiny_checkpoint
+
+REPO_MODELS = Path(__file__).parents[2] / "source" / "_data" / "models"
+
+
+def test_a_row_is_scaled_to_the_whole_range_and_comes_back_within_a_sixteenth():
+    generator = torch.Generator().manual_seed(0)
+    rows = torch.randn(64, 8, 128, generator=generator) * torch.logspace(-3, 3, 64)[:, None, None]
+    rows[0, 0] = 0.0  # a row of zeros
+    stored, scales = fp8.quantize(rows)
+    assert stored.dtype == torch.float8_e4m3fn and scales.dtype == torch.float32
+    assert scales.shape == rows.shape[:-1]
+    largest = rows.abs().amax(dim=-1)
+    # each row's largest number is stored as +-448 exactly, so it comes back exactly
+    assert torch.equal(stored.float().abs().amax(dim=-1)[largest > 0],
+                       torch.full_like(largest[largest > 0], 448.0))
+    back = fp8.dequantize(stored, scales)
+    normal = rows.abs() >= largest[..., None] / 28672  # above e4m3's smallest normal, scaled
+    relative = ((back - rows).abs() / rows.abs())[normal & (rows != 0)]
+    assert relative.max().item() <= 1 / 16
+    assert relative.max().item() > 1 / 20  # the bound is met, and nearly reached
+    assert torch.equal(back[0, 0], torch.zeros(128))
+    # rounding is what torch's own cast does: the stored numbers are e4m3's nearest
+    assert torch.equal(stored.float(), (rows / scales[..., None]).to(fp8.FP8).float())
+
+
+def test_a_block_of_qwen3_0_6b_takes_52_percent_of_the_bytes():
+    config = ModelConfig.from_folder(REPO_MODELS / "Qwen" / "Qwen3-0.6B")
+    sixteen_bit = block_bytes(config, 16, torch.bfloat16)
+    eight_bit = block_bytes(config, 16, fp8.FP8)
+    assert sixteen_bit == 2 * 28 * 8 * 16 * 128 * 2 == 1_835_008
+    assert eight_bit == 2 * 28 * 8 * 16 * (128 + 4) == 946_176  # and a scale a row
+    assert eight_bit / sixteen_bit == pytest.approx(132 / 256)
+
+
+def test_the_same_memory_holds_about_twice_the_blocks():
+    folder = str(tiny_checkpoint("qwen3", "bfloat16"))
+    counts = [LLM(folder, device="cpu", dtype="bfloat16", kv_cache_dtype=kind,
+                  cpu_kvcache_gib=0.01).engine.model_runner.num_blocks
+              for kind in ("auto", "fp8")]
+    config = ModelConfig.from_folder(folder)
+    budget = int(0.01 * 2**30)
+    assert counts == [budget // block_bytes(config, 16, torch.bfloat16),
+                      budget // block_bytes(config, 16, fp8.FP8)]
+    head_dim = config.head_dim
+    assert counts[1] // counts[0] == 2 * head_dim // (head_dim + 4)
+
+
+def test_the_cache_holds_eight_bit_rows_and_their_scales():
+    llm = LLM(device="cpu", kv_cache_dtype="fp8", num_kvcache_blocks=16)
+    attention = llm.engine.model_runner.model.model.layers[0].self_attn.attn
+    assert attention.k_cache.dtype == fp8.FP8 and attention.v_cache.dtype == fp8.FP8
+    assert attention.k_scales.shape == attention.k_cache.shape[:-1]
+    (out,) = llm.generate(["ROMEO:"], SamplingParams(max_tokens=4), use_tqdm=False)
+    assert len(out.token_ids) == 4
+
+
+def test_greedy_text_and_prompt_scores_stay_close_to_the_full_precision_cache():
+    """The bundled model, float32 weights: the same greedy tokens for these prompts, and a
+    perplexity within 1% on a text (measured: ``source/_records/bench/quality/``)."""
+    prompts = ["ROMEO: But soft, what light through yonder window breaks?",
+               "JULIET: O Romeo, Romeo, wherefore art thou Romeo?",
+               "Two households, both alike in dignity"]
+    greedy = SamplingParams(temperature=0.0, max_tokens=16, ignore_eos=True)
+    score = SamplingParams(temperature=0.0, max_tokens=1, prompt_logprobs=True)
+    runs = {}
+    for kind in ("auto", "fp8"):
+        llm = LLM(device="cpu", kv_cache_dtype=kind)
+        tokens = [o.token_ids for o in llm.generate(prompts, greedy, use_tqdm=False)]
+        (scored,) = llm.generate([" ".join(prompts) * 4], score, use_tqdm=False)
+        logprobs = scored.prompt_logprobs[1:]
+        runs[kind] = tokens, math.exp(-sum(logprobs) / len(logprobs))
+    assert runs["fp8"][0] == runs["auto"][0]
+    assert runs["fp8"][1] == pytest.approx(runs["auto"][1], rel=0.01)
+    assert runs["fp8"][1] != runs["auto"][1]  # the cache's rounding does reach the scores
+
+
+def test_a_bad_kv_cache_dtype_is_refused_by_name():
+    with pytest.raises(ValueError, match=r"^kv_cache_dtype='int8' is invalid: 'auto' \(the "
+                                         r"model's dtype\) or 'fp8'"):
+        LLM(device="cpu", kv_cache_dtype="int8")
