@@ -28,8 +28,8 @@ import torch
 from nanovllm.engine.cuda_graph import DecodeGraphs
 from nanovllm.engine.fast_inputs import FastInputs
 from nanovllm.engine.kv_cache import allocate_kv_cache, choose_num_blocks
-from nanovllm.engine.scoring import prompt_scorer
 from nanovllm.engine.parallel import fewest_across_group
+from nanovllm.engine.scoring import prompt_scorer
 from nanovllm.engine.torch_compile import compile_small_ops
 from nanovllm.kernels.gemv import use_gemv
 from nanovllm.layers.attention import StepInputs
