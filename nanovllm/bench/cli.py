@@ -5,6 +5,7 @@
     python -m nanovllm bench --suite --model FOLDER --out DIR          # everything (GPU)
     python -m nanovllm bench --summarize DIR                           # tables and ratios
     python -m nanovllm bench --workload b --small                      # laptop CPU, tiny model
+    python -m nanovllm bench --quality --out DIR      # the 8-bit KV cache's quality cost
 
 Without ``--model`` the bundled tiny model runs; ``--small`` shrinks every workload to
 sizes that finish in seconds on a CPU (``workloads.SMALL``). ``--set key=value`` changes
@@ -22,6 +23,9 @@ def add_bench(commands) -> None:
     what.add_argument("--workload", choices=sorted(workloads.BUILDERS))
     what.add_argument("--suite", action="store_true", help="every workload and variant")
     what.add_argument("--summarize", metavar="DIR", help="print tables of the records in DIR")
+    what.add_argument("--quality", action="store_true",
+                      help="perplexity and greedy agreement, KV cache in the model's dtype "
+                           "and in fp8 (bench/quality.py)")
     parser.add_argument("--engine", default="nanovllm", choices=["nanovllm", "transformers"])
     parser.add_argument("--model", default="", help="model folder (default: the bundled model)")
     parser.add_argument("--out", default="bench-records", help="folder for the JSON records")
@@ -133,6 +137,16 @@ def run_bench(args) -> None:
         from nanovllm.bench.report import summarize_records
 
         sys.stdout.write(summarize_records(args.summarize))
+    elif args.quality:
+        from nanovllm.bench.quality import run_quality
+
+        record = run_quality(args.model, args.device, out_dir=args.out)
+        for name, result in record["results"].items():
+            agreement = result["greedy_agreement_with_auto"]
+            print(f"{name:<16} perplexity {result['perplexity']:.4f} "
+                  f"({result['perplexity_vs_auto']:+.3%}), greedy: "
+                  f"{agreement['identical_prompts']}/{agreement['prompts']} prompts identical, "
+                  f"{agreement['share']:.1%} of tokens before the first difference")
     elif args.suite:
         from nanovllm.bench.suite import run_suite
 

@@ -1,6 +1,7 @@
 """The 8-bit KV cache (``kv_cache_dtype="fp8"``, ``layers/fp8.py``): the number format's
 round trip, the cache's size, and the engine's outputs with it."""
 
+import json
 import math
 from pathlib import Path
 
@@ -93,3 +94,24 @@ def test_a_bad_kv_cache_dtype_is_refused_by_name():
     with pytest.raises(ValueError, match=r"^kv_cache_dtype='int8' is invalid: 'auto' \(the "
                                          r"model's dtype\) or 'fp8'"):
         LLM(device="cpu", kv_cache_dtype="int8")
+
+
+def test_the_quality_record_compares_the_caches_through_the_engine(tmp_path):
+    from nanovllm.bench.quality import run_quality, windows
+
+    assert windows(list(range(10)), 4) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    assert windows(list(range(9)), 4) == [[0, 1, 2, 3], [4, 5, 6, 7]]  # [8] scores nothing
+    record = run_quality(device="cpu", window=64, num_prompts=4, prompt_len=16, new_tokens=8,
+                         out_dir=tmp_path)
+    results = record["results"]
+    assert set(results) == {"auto", "fp8", "fp8-fixed-scale"}
+    assert results["auto"]["greedy_agreement_with_auto"]["share"] == 1.0
+    assert results["auto"]["perplexity_vs_auto"] == 0.0
+    scored = record["setup"]["text_tokens"] - len(windows(list(range(
+        record["setup"]["text_tokens"])), 64))  # every token but each window's first
+    assert all(r["scored_tokens"] == scored for r in results.values())
+    for name in ("fp8", "fp8-fixed-scale"):
+        assert 0 < abs(results[name]["perplexity_vs_auto"]) < 0.01
+        assert results[name]["num_kvcache_blocks"] > 3 * results["auto"]["num_kvcache_blocks"]
+    saved = json.loads((tmp_path / "quality_cpu_float32.json").read_text())
+    assert saved["results"] == json.loads(json.dumps(results))
