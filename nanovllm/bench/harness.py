@@ -158,4 +158,7 @@ def settings(engine: LLMEngine, variant: str) -> dict:
             "resolved_dtype": str(runner.dtype).removeprefix("torch."),
             "cuda_graphs": runner.graphs is not None,
             "torch_compile": on_gpu and fields["enable_torch_compile"],
+            "overlapped": hasattr(engine, "launch"),  # engine/overlap.py's engine ran
+            "gemv": on_gpu and fields["gemv_max_rows"] > 0
+            and runner.dtype in (torch.bfloat16, torch.float16),
             "decode_tile": dict(decode_attention.DECODE_TILE)}

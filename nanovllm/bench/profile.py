@@ -47,7 +47,10 @@ def profile_steps(engine: LLMEngine, out_dir: str | Path, batch_size: int = 256,
     def profiled(name: str, steps: int) -> None:
         with profile(activities=activities) as prof:
             for _ in range(steps):
-                tokens = engine.step().num_prompt_tokens
+                output = engine.step()
+                # the overlapped engine returns the step before; count the one just launched
+                launched = getattr(engine, "in_flight", None)
+                tokens = (output if launched is None else launched).num_prompt_tokens
             torch.cuda.synchronize()
         (out_dir / f"profile_{name}.txt").write_text(prof.key_averages().table(
             sort_by="self_device_time_total", row_limit=40))

@@ -167,8 +167,16 @@ def test_cpu_bench_end_to_end_writes_a_record(tmp_path, capsys):
     assert record["engine"] == "nanovllm" and record["workload"]["name"] == "b"
     assert record["results"]["output_tokens"] == 16
     assert record["settings"]["resolved_device"] == "cpu"
+    # what ran, not only what was asked: "auto" is the plain engine on a CPU, and no GEMV
+    assert record["settings"]["overlap_steps"] is False and not record["settings"]["overlapped"]
+    assert record["settings"]["gemv_max_rows"] == 16 and not record["settings"]["gemv"]
     assert record["roofline"]["tpot_floor_ms"] > 0
     assert "| nanovllm | b | default |" in summarize_records(tmp_path)
+    main(["bench", "--workload", "b", "--small", "--device", "cpu", "--out", str(tmp_path),
+          "--overlap-steps", "on", "--variant", "overlapped"])
+    overlapped = next(r for r in load_records(tmp_path) if r["settings"]["variant"] == "overlapped")
+    assert overlapped["settings"]["overlapped"] and overlapped["settings"]["overlap_steps"]
+    assert overlapped["results"]["output_tokens"] == 16
 
 
 def test_transformers_baseline_counts_only_requested_tokens(tmp_path):

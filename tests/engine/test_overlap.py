@@ -274,14 +274,18 @@ def test_overlap_is_refused_where_it_cannot_run():
 
 
 @pytest.mark.parametrize(("fields", "overlapped"), [
-    ({}, torch.cuda.is_available()),  # "auto": on a GPU
+    ({"device": "auto"}, True),  # "auto" where the GPU is found (pretended below)
     ({"device": "cpu"}, False),
     ({"device": "cpu", "overlap_steps": True}, True),
-    ({"device": "cpu", "tensor_parallel_size": 2}, False),  # "auto" with two processes: plain
-], ids=["auto", "auto-cpu", "asked-for", "auto-two-processes"])
+    ({"device": "auto", "tensor_parallel_size": 2}, False),  # two processes: plain
+    ({"device": "auto", "overlap_steps": False}, False),
+], ids=["auto", "auto-cpu", "asked-for", "auto-two-processes", "declined"])
 def test_auto_overlaps_on_a_gpu_with_one_process(fields, overlapped, monkeypatch):
     from nanovllm.engine import overlap
 
+    # "auto" finds a GPU here, on any machine; "cpu" stays a CPU
+    monkeypatch.setattr(overlap, "resolve_device", lambda name: torch.device(
+        "cpu" if name == "cpu" else "cuda"))
     made = []  # the class make_engine picks and the config it passes, without building it
     monkeypatch.setattr(overlap, "OverlappedEngine", lambda *a, **k: made.append((True, k)))
     monkeypatch.setattr(overlap, "LLMEngine", lambda *a, **k: made.append((False, k)))
