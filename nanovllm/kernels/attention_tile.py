@@ -8,6 +8,11 @@ query rows with one ``tl.dot`` and folds the tile into three running values per 
 the largest score so far, the sum of exponentials, and the weighted sum of values.
 When the maximum grows, the two sums are rescaled to it, so the row of scores is never
 held whole and the result is exact: ``out = acc / exp_sum`` at the end.
+
+From an 8-bit cache (``FP8``, ``layers/fp8.py``) a row comes back as ``stored * s``, one
+scale per token and kv head. The scales never touch the rows: a key's scale multiplies its
+score after the product, a value's its weight before the product, and the 8-bit numbers go
+into ``tl.dot`` as they are, converted exactly to the query's dtype.
 """
 
 from __future__ import annotations
@@ -27,17 +32,26 @@ def tile_offsets(table_ptr, positions, valid, kv_head, BLOCK_SIZE: tl.constexpr,
 
 @jit
 def attend_tile(query, k_cache_ptr, v_cache_ptr, kv_offsets, valid, visible, scale,
-                max_score, exp_sum, acc, DOT_PRECISION: tl.constexpr):
+                max_score, exp_sum, acc, DOT_PRECISION: tl.constexpr, k_scales_ptr,
+                v_scales_ptr, FP8: tl.constexpr):
     """Fold one tile into the online softmax of ``query`` [rows, HEAD_DIM]; ``valid``: tokens
     of the tile that exist, ``visible`` [rows, tokens]: which a row may see."""
     keys = tl.load(k_cache_ptr + kv_offsets, mask=valid[:, None], other=0.0)
+    if FP8:
+        keys = keys.to(query.dtype)
+        rows = tl.max(kv_offsets, axis=1) // kv_offsets.shape[1]  # each token's cache row
     scores = tl.dot(query, tl.trans(keys), input_precision=DOT_PRECISION) * scale
+    if FP8:
+        scores = scores * tl.load(k_scales_ptr + rows, mask=valid, other=0.0)[None, :]
     scores = tl.where(visible, scores, float("-inf"))
     new_max = tl.maximum(max_score, tl.max(scores, axis=1))
     rescale = tl.exp(max_score - new_max)  # shrink the old sums to the new maximum
     weights = tl.exp(scores - new_max[:, None])
     values = tl.load(v_cache_ptr + kv_offsets, mask=valid[:, None], other=0.0)
     exp_sum = exp_sum * rescale + tl.sum(weights, axis=1)
+    if FP8:
+        values = values.to(query.dtype)
+        weights = weights * tl.load(v_scales_ptr + rows, mask=valid, other=0.0)[None, :]
     acc = acc * rescale[:, None] + tl.dot(weights.to(values.dtype), values,
                                           input_precision=DOT_PRECISION)
     return new_max, exp_sum, acc

@@ -48,6 +48,7 @@ MAX_SPLITS = 32
 def decode_attention_kernel(query_ptr, k_cache_ptr, v_cache_ptr, block_tables_ptr,
                             context_lens_ptr, out_ptr, split_out_ptr, split_lse_ptr, scale,
                             max_blocks_per_seq, q_token_stride, q_head_stride,
+                            k_scales_ptr, v_scales_ptr, FP8: tl.constexpr,
                             NUM_HEADS: tl.constexpr,
                             NUM_KV_HEADS: tl.constexpr, HEAD_DIM: tl.constexpr,
                             BLOCK_SIZE: tl.constexpr, GROUP_ROWS: tl.constexpr,
@@ -80,7 +81,8 @@ def decode_attention_kernel(query_ptr, k_cache_ptr, v_cache_ptr, block_tables_pt
                                   NUM_KV_HEADS, HEAD_DIM)
         max_score, exp_sum, acc = attend_tile(query, k_cache_ptr, v_cache_ptr, kv_offsets,
                                               valid, valid[None, :], scale, max_score,
-                                              exp_sum, acc, DOT_PRECISION)
+                                              exp_sum, acc, DOT_PRECISION, k_scales_ptr,
+                                              v_scales_ptr, FP8)
     # endregion tile-loop
 
     # An empty piece (or a padding row with context 0) has acc = 0 and exp_sum = 0: out = 0.
@@ -131,7 +133,10 @@ def choose_num_splits(num_seqs: int, num_kv_heads: int, device: torch.device) ->
 
 def decode_attention(query: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
                             block_tables: torch.Tensor, context_lens: torch.Tensor,
-                            scale: float, num_splits: int | None = None) -> torch.Tensor:
+                            scale: float, num_splits: int | None = None,
+                            k_scales: torch.Tensor | None = None,
+                            v_scales: torch.Tensor | None = None) -> torch.Tensor:
+    """``k_scales``, ``v_scales``: an 8-bit cache's (``layers/fp8.py``)."""
     require_triton()
     num_seqs, num_heads, head_dim = query.shape
     _, block_size, num_kv_heads, _ = k_cache.shape
@@ -151,7 +156,9 @@ def decode_attention(query: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.
     group_rows = max(16, triton.next_power_of_2(num_heads // num_kv_heads))
     decode_attention_kernel[(num_kv_heads, num_seqs, num_splits)](
         query, k_cache, v_cache, block_tables, context_lens, out, split_out, split_lse, scale,
-        block_tables.shape[1], query.stride(0), query.stride(1), NUM_HEADS=num_heads,
+        block_tables.shape[1], query.stride(0), query.stride(1),
+        k_cache if k_scales is None else k_scales, v_cache if v_scales is None else v_scales,
+        FP8=k_scales is not None, NUM_HEADS=num_heads,
         NUM_KV_HEADS=num_kv_heads, HEAD_DIM=head_dim, BLOCK_SIZE=block_size, GROUP_ROWS=group_rows,
         BLOCK_N=tile["BLOCK_N"], num_splits=num_splits,
         DOT_PRECISION="ieee" if query.dtype == torch.float32 else "tf32",

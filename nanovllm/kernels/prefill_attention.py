@@ -27,6 +27,7 @@ from nanovllm.kernels.triton_support import jit, require_triton, tl, triton
 @jit(do_not_specialize=["max_blocks_per_seq"])
 def prefill_attention_kernel(query_ptr, k_cache_ptr, v_cache_ptr, out_ptr, cu_seqlens_q_ptr,
                              context_lens_ptr, block_tables_ptr, scale, max_blocks_per_seq,
+                             k_scales_ptr, v_scales_ptr, FP8: tl.constexpr,
                              NUM_HEADS: tl.constexpr, NUM_KV_HEADS: tl.constexpr,
                              HEAD_DIM: tl.constexpr, BLOCK_SIZE: tl.constexpr,
                              BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
@@ -63,7 +64,8 @@ def prefill_attention_kernel(query_ptr, k_cache_ptr, v_cache_ptr, out_ptr, cu_se
         visible = (key_positions[None, :] <= query_positions[:, None]) & key_valid[None, :]
         max_score, exp_sum, acc = attend_tile(query, k_cache_ptr, v_cache_ptr, kv_offsets,
                                               key_valid, visible, scale, max_score, exp_sum,
-                                              acc, DOT_PRECISION)
+                                              acc, DOT_PRECISION, k_scales_ptr, v_scales_ptr,
+                                              FP8)
 
     out = acc / exp_sum[:, None]
     tl.store(out_ptr + q_offsets, out.to(out_ptr.dtype.element_ty), mask=row_valid[:, None])
@@ -72,7 +74,9 @@ def prefill_attention_kernel(query_ptr, k_cache_ptr, v_cache_ptr, out_ptr, cu_se
 def prefill_attention(query: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
                              cu_seqlens_q: torch.Tensor, context_lens: torch.Tensor,
                              block_tables: torch.Tensor, scale: float,
-                             max_query_len: int) -> torch.Tensor:
+                             max_query_len: int, k_scales: torch.Tensor | None = None,
+                             v_scales: torch.Tensor | None = None) -> torch.Tensor:
+    """``k_scales``, ``v_scales``: an 8-bit cache's (``layers/fp8.py``)."""
     require_triton()
     num_tokens, num_heads, head_dim = query.shape
     _, block_size, num_kv_heads, _ = k_cache.shape
@@ -86,7 +90,9 @@ def prefill_attention(query: torch.Tensor, k_cache: torch.Tensor, v_cache: torch
     grid = (triton.cdiv(max_query_len, block_m), context_lens.shape[0], num_heads)
     prefill_attention_kernel[grid](
         query, k_cache, v_cache, out, cu_seqlens_q, context_lens, block_tables, scale,
-        block_tables.shape[1], NUM_HEADS=num_heads, NUM_KV_HEADS=num_kv_heads, HEAD_DIM=head_dim,
+        block_tables.shape[1], k_cache if k_scales is None else k_scales,
+        v_cache if v_scales is None else v_scales, FP8=k_scales is not None,
+        NUM_HEADS=num_heads, NUM_KV_HEADS=num_kv_heads, HEAD_DIM=head_dim,
         BLOCK_SIZE=block_size, BLOCK_M=block_m, BLOCK_N=block_n,
         DOT_PRECISION="ieee" if query.dtype == torch.float32 else "tf32", num_warps=4,
         num_stages=3)

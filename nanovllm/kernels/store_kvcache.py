@@ -40,3 +40,63 @@ def store_kvcache(key: torch.Tensor, value: torch.Tensor, k_cache: torch.Tensor,
     store_kvcache_kernel[(num_tokens,)](
         key, value, k_cache, v_cache, slot_mapping, key.stride(0), value.stride(0),
         ROW=row, ROW_POW2=triton.next_power_of_2(row))
+
+
+@jit
+def round_to_e4m3(x):
+    """``x`` (float32) rounded to the nearest float8 e4m3 number, ties to even, saturating at
+    +-448, as torch's cast does. Done in float32 arithmetic, so that the cast which follows
+    is exact: Triton's CPU interpreter (the tests' GPU stand-in) rounds some casts wrongly."""
+    x = tl.minimum(tl.maximum(x, -448.0), 448.0)
+    bits = x.to(tl.int32, bitcast=True)
+    exponent = tl.maximum(((bits >> 23) & 0xFF) - 127, -6)  # below 2**-6: subnormal spacing
+    spacing = ((exponent - 3 + 127) << 23).to(tl.float32, bitcast=True)  # 3 mantissa bits
+    magic = 12582912.0  # 1.5 * 2**23: adding it and taking it away rounds to an integer
+    return ((x / spacing + magic) - magic) * spacing
+
+
+@jit
+def store_rows_fp8(rows_ptr, stride, cache_ptr, scales_ptr, token, slot,
+                   HEADS: tl.constexpr, HEADS_POW2: tl.constexpr, HEAD_DIM: tl.constexpr):
+    """One token's rows (one per kv head), each scaled by its largest number (``fp8.py``)."""
+    heads = tl.arange(0, HEADS_POW2)
+    columns = heads[:, None] * HEAD_DIM + tl.arange(0, HEAD_DIM)[None, :]
+    mask = heads[:, None] < HEADS
+    rows = tl.load(rows_ptr + token * stride + columns, mask=mask, other=0.0).to(tl.float32)
+    largest = tl.maximum(tl.max(tl.abs(rows), axis=1), 1.1754943508222875e-38)  # float32 tiny
+    scales = largest / 448.0
+    stored = round_to_e4m3(rows / scales[:, None]).to(cache_ptr.dtype.element_ty)
+    tl.store(cache_ptr + slot * HEADS * HEAD_DIM + columns, stored, mask=mask)
+    tl.store(scales_ptr + slot * HEADS + heads, scales, mask=heads < HEADS)
+
+
+@jit
+def store_kvcache_fp8_kernel(key_ptr, value_ptr, k_cache_ptr, v_cache_ptr, k_scales_ptr,
+                             v_scales_ptr, slot_mapping_ptr, key_stride, value_stride,
+                             HEADS: tl.constexpr, HEADS_POW2: tl.constexpr,
+                             HEAD_DIM: tl.constexpr):
+    token = tl.program_id(0)  # one program per token
+    slot = tl.load(slot_mapping_ptr + token).to(tl.int64)
+    if slot < 0:
+        return
+    store_rows_fp8(key_ptr, key_stride, k_cache_ptr, k_scales_ptr, token, slot, HEADS,
+                   HEADS_POW2, HEAD_DIM)
+    store_rows_fp8(value_ptr, value_stride, v_cache_ptr, v_scales_ptr, token, slot, HEADS,
+                   HEADS_POW2, HEAD_DIM)
+
+
+def store_kvcache_fp8(key: torch.Tensor, value: torch.Tensor, k_cache: torch.Tensor,
+                      v_cache: torch.Tensor, k_scales: torch.Tensor, v_scales: torch.Tensor,
+                      slot_mapping: torch.Tensor) -> None:
+    """``store_kvcache`` into an 8-bit cache: ``layers/attention.store_kv`` with scales."""
+    require_triton()
+    num_tokens, num_kv_heads, head_dim = key.shape
+    assert key.stride(1) == head_dim and key.stride(2) == 1, "key rows must be contiguous"
+    assert value.stride(1) == head_dim and value.stride(2) == 1, "value rows must be contiguous"
+    assert head_dim & (head_dim - 1) == 0, "the Triton kernel needs a power-of-two head_dim"
+    for cache in (k_cache, v_cache, k_scales, v_scales):
+        assert cache.is_contiguous()
+    store_kvcache_fp8_kernel[(num_tokens,)](
+        key, value, k_cache, v_cache, k_scales, v_scales, slot_mapping, key.stride(0),
+        value.stride(0), HEADS=num_kv_heads, HEADS_POW2=triton.next_power_of_2(num_kv_heads),
+        HEAD_DIM=head_dim)

@@ -22,7 +22,7 @@ from torch import nn
 
 from nanovllm.kernels.decode_attention import decode_attention
 from nanovllm.kernels.prefill_attention import prefill_attention
-from nanovllm.kernels.store_kvcache import store_kvcache
+from nanovllm.kernels.store_kvcache import store_kvcache, store_kvcache_fp8
 from nanovllm.layers import fp8
 
 
@@ -142,12 +142,15 @@ class Attention(nn.Module):
             return paged_attention(q, self.k_cache, self.v_cache, meta, self.scale,
                                    self.k_scales, self.v_scales)
         # endregion plain
-        if self.k_scales is not None:
-            raise NotImplementedError("kv_cache_dtype='fp8' has no GPU kernels yet")
-        store_kvcache(k, v, self.k_cache, self.v_cache, meta.slot_mapping)
+        scales = {"k_scales": self.k_scales, "v_scales": self.v_scales}
+        if self.k_scales is None:
+            store_kvcache(k, v, self.k_cache, self.v_cache, meta.slot_mapping)
+        else:
+            store_kvcache_fp8(k, v, self.k_cache, self.v_cache, self.k_scales, self.v_scales,
+                              meta.slot_mapping)
         if meta.decode_only:
             return decode_attention(q, self.k_cache, self.v_cache, meta.block_tables,
-                                    meta.context_lens, self.scale)
+                                    meta.context_lens, self.scale, **scales)
         return prefill_attention(q, self.k_cache, self.v_cache, meta.cu_seqlens_q,
                                  meta.context_lens, meta.block_tables, self.scale,
-                                 meta.max_query_len)
+                                 meta.max_query_len, **scales)

@@ -24,7 +24,7 @@ from nanovllm.kernels import (
     store_kvcache,
     triton_support,
 )
-from nanovllm.layers import attention
+from nanovllm.layers import attention, fp8
 from nanovllm.layers.attention import StepInputs, gather_context, paged_attention, store_kv
 from nanovllm.layers.layernorm import RMSNorm
 from nanovllm.layers.rotary_embedding import RotaryEmbedding
@@ -235,6 +235,77 @@ def test_prefill_attention_kernel_matches_reference(dtype):
     difference = (actual.float() - expected.float()).abs().max().item()
     print(f"prefill {dtype}: max |triton - torch| = {difference:.2e}")
     assert difference <= TOLERANCE[dtype]
+
+
+def fp8_cache(k_cache, v_cache):
+    """The caches rounded to 8 bits as the engine stores them, with their scales."""
+    (k, k_scales), (v, v_scales) = fp8.quantize(k_cache), fp8.quantize(v_cache)
+    return k, v, k_scales, v_scales
+
+
+@triton_here
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_store_kvcache_fp8_kernel_stores_the_same_bits_as_the_reference(dtype):
+    _, kv_heads, head_dim, _, _ = SHAPES
+    k_cache, v_cache, _, _ = paged_cache(2, [40, 9], dtype)
+    caches = list(fp8_cache(k_cache, v_cache))
+    expected = [c.clone() for c in caches]
+    num_slots = k_cache.shape[0] * k_cache.shape[1]
+    slots = torch.randperm(num_slots)[:12].to(DEVICE)
+    slots[5] = -1
+    generator = torch.Generator().manual_seed(3)
+    # rows from 1e-4 to 1e2 in size, one of zeros, as strided views into one fused tensor
+    sizes = torch.logspace(-4, 2, 12)[:, None, None]
+    fused = (torch.randn(12, 3 * kv_heads, head_dim, generator=generator) * sizes).to(DEVICE, dtype)
+    fused[2, 0] = 0
+    key, value = fused[:, :kv_heads], fused[:, kv_heads:2 * kv_heads]
+    store_kv(key, value, *expected[:2], slots, *expected[2:])
+    store_kvcache.store_kvcache_fp8(key, value, *caches, slots)
+    for actual, wanted in zip(caches, expected, strict=True):
+        bits = (lambda t: t.view(torch.uint8)) if actual.dtype == fp8.FP8 else (lambda t: t)
+        assert torch.equal(bits(actual), bits(wanted))
+
+
+@triton_here
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("num_splits", [None, 1, 3])
+def test_decode_attention_kernel_reads_an_fp8_cache(dtype, num_splits):
+    heads, _, head_dim, block_size, longest = SHAPES
+    context_lens = [1, block_size, block_size + 1, longest, 7, longest // 2, 0]
+    k_cache, v_cache, tables, lens = paged_cache(len(context_lens), context_lens, dtype)
+    k, v, k_scales, v_scales = fp8_cache(k_cache, v_cache)
+    query = torch.randn(len(context_lens), heads, head_dim, device=DEVICE).to(dtype)
+    scale = head_dim ** -0.5
+    cu = torch.arange(len(context_lens) + 1, dtype=torch.int32, device=DEVICE)
+    expected = paged_attention(query, k, v, metadata(cu, lens, tables, 1), scale, k_scales,
+                               v_scales)
+    actual = decode_attention.decode_attention(query, k, v, tables, lens, scale, num_splits,
+                                               k_scales, v_scales)
+    assert (actual.float() - expected.float()).abs().max().item() <= TOLERANCE[dtype]
+    assert torch.equal(actual[-1], torch.zeros_like(actual[-1]))
+    # and the 8-bit cache is what it reads: the same cache in full precision differs
+    full = decode_attention.decode_attention(query, k_cache, v_cache, tables, lens, scale,
+                                             num_splits)
+    assert (full.float() - actual.float()).abs().max().item() > 1e-3
+
+
+@triton_here
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_prefill_attention_kernel_reads_an_fp8_cache(dtype):
+    heads, _, head_dim, block_size, longest = SHAPES
+    chunks = [(longest, longest), (3, block_size + 3), (1, 9), (longest // 2, longest)]
+    query_lens = [q for q, _ in chunks]
+    k_cache, v_cache, tables, lens = paged_cache(len(chunks), [c for _, c in chunks], dtype)
+    k, v, k_scales, v_scales = fp8_cache(k_cache, v_cache)
+    cu = torch.tensor([0, *torch.tensor(query_lens).cumsum(0).tolist()], dtype=torch.int32,
+                      device=DEVICE)
+    query = torch.randn(sum(query_lens), heads, head_dim, device=DEVICE).to(dtype)
+    scale = head_dim ** -0.5
+    meta = metadata(cu, lens, tables, max(query_lens))
+    expected = paged_attention(query, k, v, meta, scale, k_scales, v_scales)
+    actual = prefill_attention.prefill_attention(query, k, v, cu, lens, tables, scale,
+                                                 max(query_lens), k_scales, v_scales)
+    assert (actual.float() - expected.float()).abs().max().item() <= TOLERANCE[dtype]
 
 
 def test_cpu_tensors_always_take_the_plain_path(monkeypatch):
