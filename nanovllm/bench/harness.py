@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from nanovllm.bench.workloads import Request, Workload
+from nanovllm.engine.kv_cache import block_bytes
 from nanovllm.engine.llm_engine import LLMEngine
 from nanovllm.engine.torch_compile import PIECES, compile_small_ops
 from nanovllm.kernels import decode_attention
@@ -100,7 +101,9 @@ def run_workload(engine: LLMEngine, workload: Workload) -> dict:
     if on_gpu:
         runner = engine.model_runner
         results["peak_gpu_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
-        results["kv_cache_gib"] = runner.kv_cache.numel() * runner.kv_cache.element_size() / 2**30
+        one_block = block_bytes(engine.model_config, runner.block_size, runner.cache_dtype,
+                                engine.config.tensor_parallel_size)  # with an fp8 cache's scales
+        results["kv_cache_gib"] = runner.num_blocks * one_block / 2**30
     return results
 
 
@@ -158,7 +161,8 @@ def settings(engine: LLMEngine, variant: str) -> dict:
             "resolved_dtype": str(runner.dtype).removeprefix("torch."),
             "cuda_graphs": runner.graphs is not None,
             "torch_compile": on_gpu and fields["enable_torch_compile"],
-            "overlapped": hasattr(engine, "launch"),  # engine/overlap.py's engine ran
+            "overlapped": engine.overlaps,  # engine/overlap.py's engine ran
+            "resolved_kv_cache_dtype": str(runner.cache_dtype).removeprefix("torch."),
             "gemv": on_gpu and fields["gemv_max_rows"] > 0
             and runner.dtype in (torch.bfloat16, torch.float16),
             "decode_tile": dict(decode_attention.DECODE_TILE)}

@@ -56,8 +56,17 @@ class StepOutput:
 
 
 class LLMEngine:
+    overlaps = False  # the overlapped engine (overlap.py) says True
+
     def __init__(self, model: str = "", **config_fields):
         config = Config(model=model, **config_fields)
+        if config.overlap_steps != "auto" and config.overlap_steps is not self.overlaps:
+            raise ValueError(f"overlap_steps={config.overlap_steps} is invalid for "
+                             f"{type(self).__name__}, which "
+                             f"{'overlaps' if self.overlaps else 'does not overlap'} its steps: "
+                             f"make_engine (engine/overlap.py) or LLM picks the engine")
+        # the config says what this engine does ("auto" resolved), for records and readers
+        config = dataclasses.replace(config, overlap_steps=self.overlaps)
         folder = resolve_model_folder(config.model)
         self.model_config = ModelConfig.from_folder(folder)
         self.tokenizer = Tokenizer(folder)

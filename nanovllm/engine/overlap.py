@@ -102,6 +102,8 @@ class Launched:
 
 
 class OverlappedEngine(LLMEngine):
+    overlaps = True
+
     def __init__(self, model: str = "", **config_fields):
         super().__init__(model, **config_fields)
         assert type(self.model_runner) is ModelRunner  # Config refuses tensor parallelism

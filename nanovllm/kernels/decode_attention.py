@@ -5,10 +5,12 @@ no arithmetic per byte: every cached key and value is read once and used for one
 product per query head. Its speed is memory bandwidth, so the kernel is organised around
 reading the cache once, in large pieces, with the whole GPU busy:
 
-* **One program per (kv head, sequence, split)**, in that order: the kv heads of one
-  sequence are neighbours in the launch order, so they run at the same time and read the
-  cache's blocks (which hold every kv head of a token side by side) together, not once per
-  head at widely separated times. Grouped-query attention lets several
+* **One program per (sequence, kv head, split)**, the kv heads of one sequence neighbours
+  in the launch order (one grid axis counts sequence x kv heads + kv head, a second the
+  split): they run at the same time and read the cache's blocks (which hold every kv head
+  of a token side by side) together, not once per head at widely separated times; and a
+  first axis has room for any batch (a second or third would stop at 65,535 sequences).
+  Grouped-query attention lets several
   query heads share one kv head (Qwen3-0.6B: 2 per kv head). A program takes all of
   them at once, as a small matrix of queries, so each key and value is read once, not
   once per query head. ``tl.dot`` needs at least 16 rows, so the group is padded to 16
@@ -53,7 +55,8 @@ def decode_attention_kernel(query_ptr, k_cache_ptr, v_cache_ptr, block_tables_pt
                             NUM_KV_HEADS: tl.constexpr, HEAD_DIM: tl.constexpr,
                             BLOCK_SIZE: tl.constexpr, GROUP_ROWS: tl.constexpr,
                             BLOCK_N: tl.constexpr, num_splits, DOT_PRECISION: tl.constexpr):
-    kv_head, seq, split = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    seq, kv_head = tl.program_id(0) // NUM_KV_HEADS, tl.program_id(0) % NUM_KV_HEADS
+    split = tl.program_id(1)
     group = NUM_HEADS // NUM_KV_HEADS  # query heads that read this kv head
     rows = tl.arange(0, GROUP_ROWS)  # rows >= group are padding for tl.dot
     heads = kv_head * group + rows
@@ -154,7 +157,7 @@ def decode_attention(query: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.
         split_lse = torch.empty(num_seqs, num_heads, num_splits, dtype=torch.float32,
                                 device=query.device)
     group_rows = max(16, triton.next_power_of_2(num_heads // num_kv_heads))
-    decode_attention_kernel[(num_kv_heads, num_seqs, num_splits)](
+    decode_attention_kernel[(num_seqs * num_kv_heads, num_splits)](
         query, k_cache, v_cache, block_tables, context_lens, out, split_out, split_lse, scale,
         block_tables.shape[1], query.stride(0), query.stride(1),
         k_cache if k_scales is None else k_scales, v_cache if v_scales is None else v_scales,

@@ -472,3 +472,17 @@ def test_a_new_scheduler_forgets_the_step_on_the_device():
     use_scheduler(llm.engine, max_num_seqs=4)
     assert llm.engine.is_finished() and llm.engine.in_flight is None
     assert len(llm.generate(["x"], GREEDY, use_tqdm=False)[0].token_ids) == 12
+
+
+def test_each_engine_states_what_it_does_in_its_config():
+    from nanovllm.engine.llm_engine import LLMEngine
+    from nanovllm.engine.overlap import OverlappedEngine
+
+    assert LLMEngine("", device="cpu").config.overlap_steps is False  # "auto", resolved
+    assert OverlappedEngine("", device="cpu").config.overlap_steps is True
+    with pytest.raises(ValueError, match=r"^overlap_steps=True is invalid for LLMEngine, which "
+                                         r"does not overlap its steps: make_engine"):
+        LLMEngine("", device="cpu", overlap_steps=True)
+    with pytest.raises(ValueError, match=r"^overlap_steps=False is invalid for "
+                                         r"OverlappedEngine, which overlaps its steps"):
+        OverlappedEngine("", device="cpu", overlap_steps=False)
