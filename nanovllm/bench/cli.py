@@ -45,6 +45,8 @@ def add_bench(commands) -> None:
     parser.add_argument("--gemv-max-rows", type=int, default=None,
                         help="GPU: products of at most N rows in kernels/gemv.py (0: off; "
                              "default: Config's)")
+    parser.add_argument("--kv-cache-dtype", choices=["auto", "fp8"], default="auto",
+                        help="fp8: keys and values in 8 bits (layers/fp8.py)")
     parser.add_argument("--max-num-batched-tokens", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=None,
                         help="transformers: requests per generate() call (default: all)")
@@ -112,7 +114,8 @@ def run_one(args) -> None:
                   enable_torch_compile=not args.no_torch_compile,
                   enable_prefix_caching=not args.no_prefix_caching,
                   enable_chunked_prefill=not args.no_chunked_prefill,
-                  overlap_steps={"on": True, "off": False}.get(args.overlap_steps, "auto"))
+                  overlap_steps={"on": True, "off": False}.get(args.overlap_steps, "auto"),
+                  kv_cache_dtype=args.kv_cache_dtype)
     if args.gemv_max_rows is not None:
         config["gemv_max_rows"] = args.gemv_max_rows
     if args.max_num_batched_tokens:

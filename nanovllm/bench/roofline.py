@@ -34,6 +34,7 @@ leaving out only makes the bound looser (higher), never wrong.
 
 from dataclasses import asdict, dataclass
 
+from nanovllm.layers.fp8 import SCALE_BYTES
 from nanovllm.models.model_config import ModelConfig
 
 
@@ -92,14 +93,18 @@ def parameter_count(config: ModelConfig) -> dict:
     return counts
 
 
-def model_cost(config: ModelConfig, bytes_per_number: int = 2) -> ModelCost:
+def model_cost(config: ModelConfig, bytes_per_number: int = 2,
+               kv_cache_fp8: bool = False) -> ModelCost:
+    """``kv_cache_fp8``: keys and values of 1 byte, with a 4-byte scale a row (``fp8.py``)."""
     params = parameter_count(config)
+    kv_row_bytes = (config.head_dim + SCALE_BYTES if kv_cache_fp8
+                    else config.head_dim * bytes_per_number)
     read_per_step = (params["layer_matrices"] + params["layer_other"] + params["final_norm"]
                      + config.vocab_size * config.hidden_size)  # the LM head, tied or not
     return ModelCost(
         weight_bytes_per_step=read_per_step * bytes_per_number,
         kv_bytes_per_token=(2 * config.num_hidden_layers * config.num_key_value_heads
-                            * config.head_dim * bytes_per_number),
+                            * kv_row_bytes),
         linear_flops_per_token=2 * params["layer_matrices"],
         lm_head_flops_per_token=2 * config.vocab_size * config.hidden_size,
         attention_flops_per_pair=(4 * config.num_hidden_layers * config.num_attention_heads

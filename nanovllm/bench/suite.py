@@ -37,6 +37,7 @@ from nanovllm.bench.roofline import decode_step_bound, hardware_for, model_cost,
 from nanovllm.engine.llm_engine import LLMEngine
 from nanovllm.engine.overlap import make_engine
 from nanovllm.kernels import decode_attention
+from nanovllm.layers.fp8 import FP8
 
 
 def tune_decode_tile(out_dir: Path, num_tiles: int | None = None) -> None:
@@ -74,7 +75,8 @@ def roofline_for(engine: LLMEngine, workload: workloads.Workload) -> dict | None
     if workload.name[0] not in "abe":
         return None
     hardware = hardware_for(torch.cuda.get_device_name() if torch.cuda.is_available() else "")
-    cost = model_cost(engine.model_config, engine.model_runner.dtype.itemsize)
+    runner = engine.model_runner
+    cost = model_cost(engine.model_config, runner.dtype.itemsize, runner.cache_dtype == FP8)
     lengths = [(len(r.prompt_token_ids), r.max_tokens) for r in workload.requests]
     bound = workload_bound(cost, lengths, hardware, engine.config.max_num_batched_tokens)
     if len(lengths) == 1:  # one request: the floor of its time per output token

@@ -115,3 +115,24 @@ def test_the_quality_record_compares_the_caches_through_the_engine(tmp_path):
         assert results[name]["num_kvcache_blocks"] > 3 * results["auto"]["num_kvcache_blocks"]
     saved = json.loads((tmp_path / "quality_cpu_float32.json").read_text())
     assert saved["results"] == json.loads(json.dumps(results))
+
+
+def test_the_roofline_of_an_fp8_cache_counts_its_bytes_and_scales(tmp_path):
+    from nanovllm.__main__ import main
+    from nanovllm.bench.report import load_records
+    from nanovllm.bench.roofline import model_cost
+
+    config = ModelConfig.from_folder(REPO_MODELS / "Qwen" / "Qwen3-0.6B")
+    assert model_cost(config).kv_bytes_per_token == 114_688
+    assert model_cost(config, 2, kv_cache_fp8=True).kv_bytes_per_token == 2 * 28 * 8 * 132
+    main(["bench", "--workload", "b", "--small", "--device", "cpu", "--out", str(tmp_path),
+          "--kv-cache-dtype", "fp8"])
+    (record,) = load_records(tmp_path)
+    assert record["settings"]["kv_cache_dtype"] == "fp8"
+    assert record["settings"]["resolved_kv_cache_dtype"] == "float8_e4m3fn"
+    from nanovllm.engine.llm_engine import resolve_model_folder
+
+    bundled = ModelConfig.from_folder(resolve_model_folder(""))  # what --small runs
+    fp8_cost = model_cost(bundled, 4, kv_cache_fp8=True)
+    assert record["roofline"]["model_cost"]["kv_bytes_per_token"] == fp8_cost.kv_bytes_per_token
+    assert fp8_cost.kv_bytes_per_token < model_cost(bundled, 4).kv_bytes_per_token / 3
