@@ -36,6 +36,7 @@ from nanovllm.engine.kv_cache import block_bytes
 from nanovllm.engine.llm_engine import LLMEngine
 from nanovllm.engine.torch_compile import PIECES, compile_small_ops
 from nanovllm.kernels import decode_attention
+from nanovllm.kernels.gemv import use_gemv
 
 
 @dataclass
@@ -141,6 +142,7 @@ def use_runtime(engine: LLMEngine, cuda_graphs: bool, torch_compile: bool) -> No
     if runner.device.type != "cuda":
         return
     (compile_small_ops if torch_compile else uncompile_small_ops)(runner.model)
+    use_gemv(runner.model, engine.config.gemv_max_rows if cuda_graphs else 0)  # as ModelRunner
     runner.graphs = None
     gc.collect()
     torch.cuda.empty_cache()
@@ -163,6 +165,6 @@ def settings(engine: LLMEngine, variant: str) -> dict:
             "torch_compile": on_gpu and fields["enable_torch_compile"],
             "overlapped": engine.overlaps,  # engine/overlap.py's engine ran
             "resolved_kv_cache_dtype": str(runner.cache_dtype).removeprefix("torch."),
-            "gemv": on_gpu and fields["gemv_max_rows"] > 0
-            and runner.dtype in (torch.bfloat16, torch.float16),
+            "gemv": on_gpu and runner.dtype in (torch.bfloat16, torch.float16)
+            and any("product" in vars(m) for m in runner.model.modules()),
             "decode_tile": dict(decode_attention.DECODE_TILE)}

@@ -111,7 +111,8 @@ class ModelRunner:
         self.fast = FastInputs(self.block_size) if on_gpu else None
         if on_gpu and config.enable_torch_compile:
             compile_small_ops(self.model)
-        if on_gpu and config.gemv_max_rows:
+        # Triton's launch costs the host more than cuBLAS's, a price a CUDA graph pays once
+        if on_gpu and config.gemv_max_rows and not config.enforce_eager:
             use_gemv(self.model, config.gemv_max_rows)
         # peak memory of the largest step, kept free of KV cache
         self.activation_bytes = (self.measure_activation_bytes()

@@ -398,6 +398,43 @@ def test_gemv_splits_until_the_programs_about_fill_the_gpu():
     assert gemv.gemv_config(1024, 512, 132) == (32, 128, 2)  # 256 inputs a split at least
 
 
+@triton_here
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_one_row_goes_to_the_one_row_kernel_and_matches_reference(dtype, with_bias, monkeypatch):
+    """Outputs that fill no 8-output block (70, 1030), inputs that fill no 512-input tile."""
+    generator = torch.Generator().manual_seed(5)
+    n, k = (1030, 1300) if ON_GPU else (70, 700)
+    weight = torch.randn(n, k, generator=generator).to(DEVICE, dtype)
+    bias = torch.randn(n, generator=generator).to(DEVICE, dtype) if with_bias else None
+    x = torch.randn(1, k, generator=generator).to(DEVICE, dtype)
+    launched = []
+    kernel = gemv.gemv_one_row_kernel
+    monkeypatch.setattr(gemv, "gemv_one_row_kernel", type("Spy", (), {
+        "__getitem__": lambda self, grid: (launched.append(grid), kernel[grid])[1]})())
+    out = gemv.gemv(x, weight, bias)
+    assert launched == [(-(-n // 8),)]  # one program per 8 outputs, no split
+    expected = torch.nn.functional.linear(x.float(), weight.float(),
+                                          None if bias is None else bias.float())
+    assert out.dtype == dtype and out.shape == (1, n)
+    scale = expected.abs().max().item()
+    assert (out.float() - expected).abs().max().item() <= TOLERANCE[dtype] * scale
+    assert torch.equal(out, gemv.gemv(x, weight, bias))
+
+
+def test_use_gemv_zero_gives_the_layers_f_linear_back():
+    from nanovllm.layers.linear import ParallelLinear
+    from nanovllm.llm import LLM
+
+    model = LLM(device="cpu").engine.model_runner.model
+    gemv.use_gemv(model, 16)
+    layers = [m for m in model.modules() if isinstance(m, ParallelLinear)]
+    assert all("product" in vars(m) for m in layers)
+    gemv.use_gemv(model, 0)
+    assert not any("product" in vars(m) for m in model.modules())
+    assert all(m.product is torch.nn.functional.linear for m in layers)
+
+
 def test_use_gemv_routes_every_linear_layer_and_the_head():
     from nanovllm.layers.embed_head import ParallelLMHead
     from nanovllm.layers.linear import ParallelLinear
