@@ -89,3 +89,11 @@ def allocate_kv_cache(model: torch.nn.Module, model_config: ModelConfig, num_blo
         if scales is not None:
             attention.k_scales, attention.v_scales = scales[0, layer], scales[1, layer]
     return cache
+
+
+def release_kv_cache(model: torch.nn.Module) -> None:
+    """Detach every attention layer from its cache, so that the cache's memory can be freed."""
+    for module in model.modules():
+        if hasattr(module, "k_cache"):
+            module.k_cache = module.v_cache = torch.empty(0)
+            module.k_scales = module.v_scales = None

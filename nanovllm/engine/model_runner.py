@@ -27,7 +27,7 @@ import torch
 
 from nanovllm.engine.cuda_graph import DecodeGraphs
 from nanovllm.engine.fast_inputs import FastInputs
-from nanovllm.engine.kv_cache import allocate_kv_cache, choose_num_blocks
+from nanovllm.engine.kv_cache import allocate_kv_cache, choose_num_blocks, release_kv_cache
 from nanovllm.engine.parallel import fewest_across_group
 from nanovllm.engine.scoring import prompt_scorer
 from nanovllm.engine.torch_compile import compile_small_ops
@@ -155,9 +155,8 @@ class ModelRunner:
         (and the prompt log-probabilities of the sequences that ask, ``scoring.py``)."""
         self.check_usable()
         inputs, sampling = self.step_inputs(batch)
-        score = prompt_scorer(batch, inputs.cu_seqlens_q, self.model)
-        tokens = self.sample(inputs, sampling, score=score)
-        return [] if tokens is None else tokens.tolist()
+        return self.run_inputs(inputs, sampling,
+                               prompt_scorer(batch, inputs.cu_seqlens_q, self.model))
 
     def step_inputs(self, batch) -> tuple[StepInputs, SamplingValues | None]:
         """The batch as host arrays, and its sampled rows' parameters."""
@@ -168,10 +167,11 @@ class ModelRunner:
                                               self.random_keys) if sampled else None
         return inputs, sampling
 
-    def run_inputs(self, inputs: StepInputs, sampling: SamplingValues | None) -> list[int]:
+    def run_inputs(self, inputs: StepInputs, sampling: SamplingValues | None,
+                   score: Callable[[torch.Tensor], None] | None = None) -> list[int]:
         """The step from its host arrays. A tensor-parallel worker gets only these, and no
         ``sampling``: rank 0 gathers the logits and samples."""
-        tokens = self.sample(inputs, sampling)
+        tokens = self.sample(inputs, sampling, score=score)
         return [] if tokens is None else tokens.tolist()
 
     @torch.inference_mode()
@@ -236,5 +236,6 @@ class ModelRunner:
         torch.cuda.synchronize(device)
         peak = torch.cuda.max_memory_allocated(device) - baseline
         del scratch, hidden, logits
+        release_kv_cache(self.model)  # the layers' views would keep the scratch cache alive
         torch.cuda.empty_cache()
         return peak

@@ -81,10 +81,10 @@ class TensorParallelRunner(ModelRunner):
     def check_usable(self) -> None:
         self.supervisor.check_usable()
 
-    def run_inputs(self, inputs, sampling) -> list[int]:
+    def run_inputs(self, inputs, sampling, score=None) -> list[int]:
         self.check_usable()
         message = pickle.dumps(inputs, protocol=pickle.HIGHEST_PROTOCOL)
         with self.supervisor.watching("a step", self.config.tp_timeout_s, self.close):
             for rank in self.conns:
                 self.supervisor.send(rank, message)
-            return super().run_inputs(inputs, sampling)
+            return super().run_inputs(inputs, sampling, score)

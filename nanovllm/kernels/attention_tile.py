@@ -50,8 +50,16 @@ def attend_tile(query, k_cache_ptr, v_cache_ptr, kv_offsets, valid, visible, sca
     values = tl.load(v_cache_ptr + kv_offsets, mask=valid[:, None], other=0.0)
     exp_sum = exp_sum * rescale + tl.sum(weights, axis=1)
     if FP8:
+        # Each weight times its value's scale, over the tile's largest scale: at most 1, so
+        # a 16-bit weight keeps its precision (float16 would lose small ones); the largest
+        # multiplies the product back, in float32.
         values = values.to(query.dtype)
-        weights = weights * tl.load(v_scales_ptr + rows, mask=valid, other=0.0)[None, :]
-    acc = acc * rescale[:, None] + tl.dot(weights.to(values.dtype), values,
-                                          input_precision=DOT_PRECISION)
+        v_scales = tl.load(v_scales_ptr + rows, mask=valid, other=0.0)
+        largest = tl.maximum(tl.max(v_scales, axis=0), 1.1754943508222875e-38)
+        weights = weights * (v_scales / largest)[None, :]
+        acc = acc * rescale[:, None] + largest * tl.dot(weights.to(values.dtype), values,
+                                                        input_precision=DOT_PRECISION)
+    else:
+        acc = acc * rescale[:, None] + tl.dot(weights.to(values.dtype), values,
+                                              input_precision=DOT_PRECISION)
     return new_max, exp_sum, acc

@@ -45,14 +45,18 @@ def store_kvcache(key: torch.Tensor, value: torch.Tensor, k_cache: torch.Tensor,
 @jit
 def round_to_e4m3(x):
     """``x`` (float32) rounded to the nearest float8 e4m3 number, ties to even, saturating at
-    +-448, as torch's cast does. Done in float32 arithmetic, so that the cast which follows
-    is exact: Triton's CPU interpreter (the tests' GPU stand-in) rounds some casts wrongly."""
-    x = tl.minimum(tl.maximum(x, -448.0), 448.0)
+    448, signed zeros and NaN kept: what torch's cast does. Done in float32 arithmetic, so that
+    the cast which follows is exact (Triton's CPU interpreter, the tests' GPU stand-in, rounds
+    some casts wrongly), with powers of two only, so every step is exact on any hardware."""
     bits = x.to(tl.int32, bitcast=True)
-    exponent = tl.maximum(((bits >> 23) & 0xFF) - 127, -6)  # below 2**-6: subnormal spacing
+    size = tl.minimum(tl.abs(x), 448.0)
+    exponent = tl.maximum(((size.to(tl.int32, bitcast=True) >> 23) & 0xFF) - 127, -6)
     spacing = ((exponent - 3 + 127) << 23).to(tl.float32, bitcast=True)  # 3 mantissa bits
+    per_spacing = ((127 - (exponent - 3)) << 23).to(tl.float32, bitcast=True)  # 1 / spacing
     magic = 12582912.0  # 1.5 * 2**23: adding it and taking it away rounds to an integer
-    return ((x / spacing + magic) - magic) * spacing
+    rounded = ((size * per_spacing + magic) - magic) * spacing
+    rounded = tl.where(x != x, x, rounded)  # NaN stays NaN
+    return tl.where(bits < 0, -rounded, rounded)  # the sign, -0 included
 
 
 @jit
@@ -63,9 +67,14 @@ def store_rows_fp8(rows_ptr, stride, cache_ptr, scales_ptr, token, slot,
     columns = heads[:, None] * HEAD_DIM + tl.arange(0, HEAD_DIM)[None, :]
     mask = heads[:, None] < HEADS
     rows = tl.load(rows_ptr + token * stride + columns, mask=mask, other=0.0).to(tl.float32)
-    largest = tl.maximum(tl.max(tl.abs(rows), axis=1), 1.1754943508222875e-38)  # float32 tiny
-    scales = largest / 448.0
-    stored = round_to_e4m3(rows / scales[:, None]).to(cache_ptr.dtype.element_ty)
+    largest = tl.max(tl.abs(rows), axis=1)
+    largest = tl.where(largest < 1.1754943508222875e-38, 1.1754943508222875e-38, largest)
+    has_nan = tl.max((rows != rows).to(tl.int32), axis=1) > 0  # a NaN row: NaN scale, as torch
+    largest = tl.where(has_nan, float("nan"), largest)
+    # IEEE division, as torch's (a GPU's plain float32 division may be off by an ulp or two)
+    scales = tl.math.div_rn(largest, tl.full(largest.shape, 448.0, tl.float32))
+    stored = round_to_e4m3(tl.math.div_rn(rows, scales[:, None]))
+    stored = stored.to(cache_ptr.dtype.element_ty)
     tl.store(cache_ptr + slot * HEADS * HEAD_DIM + columns, stored, mask=mask)
     tl.store(scales_ptr + slot * HEADS + heads, scales, mask=heads < HEADS)
 

@@ -42,8 +42,14 @@ TOLERANCE = {torch.float32: 1e-4, torch.bfloat16: 2e-2}  # max absolute differen
 # imported (and other libraries, transformers among them, import Triton early). So on a
 # CPU-only machine the Triton-vs-torch tests run in a child process that starts with it set.
 RUN_TRITON_HERE = ON_GPU or os.environ.get("TRITON_INTERPRET") == "1"
-triton_here = pytest.mark.skipif(not RUN_TRITON_HERE,
-                                 reason="run by test_triton_kernels_in_interpreter (child process)")
+
+
+def triton_here(test):
+    """A test that runs Triton kernels: here on a GPU or under the interpreter, else in the
+    child process (marked, so that the child selects every such test, whatever its name)."""
+    skip = pytest.mark.skipif(not RUN_TRITON_HERE,
+                              reason="run by test_triton_kernels_in_interpreter (child process)")
+    return pytest.mark.triton_kernel(skip(test))
 
 
 @pytest.mark.skipif(RUN_TRITON_HERE, reason="the Triton kernels run in this process")
@@ -51,11 +57,18 @@ def test_triton_kernels_in_interpreter():
     if importlib.util.find_spec("triton") is None:
         pytest.skip("triton is not installed")
     child = subprocess.run(
-        [sys.executable, "-m", "pytest", __file__, "-q", "-p", "no:cacheprovider", "-k", "kernel_matches_reference"],
+        [sys.executable, "-m", "pytest", __file__, "-q", "-p", "no:cacheprovider", "-m",
+         "triton_kernel"],
         env={**os.environ, "TRITON_INTERPRET": "1"}, capture_output=True, text=True,
         cwd=Path(__file__).parents[2])
     assert child.returncode == 0, child.stdout[-4000:] + child.stderr[-2000:]
     assert " passed" in child.stdout and "skipped" not in child.stdout, child.stdout[-2000:]
+    marked = subprocess.run(  # every marked test ran in the child, none was left out
+        [sys.executable, "-m", "pytest", __file__, "-q", "-p", "no:cacheprovider",
+         "--collect-only", "-m", "triton_kernel"], capture_output=True, text=True,
+        cwd=Path(__file__).parents[2])
+    count = int(marked.stdout.strip().splitlines()[-1].split("/")[0].split()[0])
+    assert f"{count} passed" in child.stdout, (count, child.stdout[-500:])
 
 
 def paged_cache(num_seqs: int, context_lens: list[int], dtype, seed: int = 0):
@@ -244,6 +257,29 @@ def fp8_cache(k_cache, v_cache):
 
 
 @triton_here
+def test_rounding_to_e4m3_is_torchs_cast_everywhere():
+    """Every e4m3 number, every midpoint between two (ties go to the even one) and a float32
+    step either side of it, both signs, signed zeros, underflow, saturation and NaN."""
+    numbers = torch.arange(256, dtype=torch.uint8).view(fp8.FP8).float()
+    numbers = numbers[~numbers.isnan()].unique()  # sorted, -448 .. 448
+    middles = (numbers[1:] + numbers[:-1]) / 2
+    x = torch.cat([numbers, middles, middles.nextafter(torch.tensor(float("inf"))),
+                   middles.nextafter(torch.tensor(float("-inf"))),
+                   torch.tensor([-0.0, 0.0, -1e-30, 1e-30, 465.0, -465.0, 1e6, -1e6,
+                                 float("nan")])])
+    size = triton_support.triton.next_power_of_2(len(x))
+    padded = torch.zeros(size)
+    padded[:len(x)] = x
+    out = torch.empty(size, device=DEVICE)
+    round_to_e4m3_kernel[(1,)](padded.to(DEVICE), out, SIZE=size)
+    got, want = out.cpu()[:len(x)], x.to(fp8.FP8).float()
+    assert torch.equal(got.isnan(), want.isnan())
+    same = got[~want.isnan()] == want[~want.isnan()]
+    assert same.all(), x[~want.isnan()][~same][:8]
+    assert torch.equal(got.signbit(), want.signbit())  # -0 stays -0
+
+
+@triton_here
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_store_kvcache_fp8_kernel_stores_the_same_bits_as_the_reference(dtype):
     _, kv_heads, head_dim, _, _ = SHAPES
@@ -258,12 +294,20 @@ def test_store_kvcache_fp8_kernel_stores_the_same_bits_as_the_reference(dtype):
     sizes = torch.logspace(-4, 2, 12)[:, None, None]
     fused = (torch.randn(12, 3 * kv_heads, head_dim, generator=generator) * sizes).to(DEVICE, dtype)
     fused[2, 0] = 0
+    fused[4, 1, :8] = torch.tensor([-1e-7, 1e-7, -0.0, 0.0, -3e-6, 2.0, -2.0, 1.5])
+    fused[4, 1, 8:] = 0  # numbers that round to zero keep their sign, as torch's cast
     key, value = fused[:, :kv_heads], fused[:, kv_heads:2 * kv_heads]
     store_kv(key, value, *expected[:2], slots, *expected[2:])
     store_kvcache.store_kvcache_fp8(key, value, *caches, slots)
     for actual, wanted in zip(caches, expected, strict=True):
         bits = (lambda t: t.view(torch.uint8)) if actual.dtype == fp8.FP8 else (lambda t: t)
         assert torch.equal(bits(actual), bits(wanted))
+    assert (caches[0].view(torch.uint8) == 0x80).any()  # a -0 was stored
+    # a row holding a NaN gets a NaN scale, as in torch, not a finite one that hides it
+    fused[6, 0, 3] = float("nan")
+    store_kvcache.store_kvcache_fp8(key, value, *caches, slots)
+    assert caches[2].flatten(0, 1)[slots[6], 0].isnan()
+    assert not caches[2].flatten(0, 1)[slots[6], 1].isnan()
 
 
 @triton_here
@@ -287,6 +331,28 @@ def test_decode_attention_kernel_reads_an_fp8_cache(dtype, num_splits):
     full = decode_attention.decode_attention(query, k_cache, v_cache, tables, lens, scale,
                                              num_splits)
     assert (full.float() - actual.float()).abs().max().item() > 1e-3
+
+
+@triton_here
+@pytest.mark.parametrize("size", [1.0, 1e-3])
+def test_a_float16_model_keeps_small_values_from_an_fp8_cache(size):
+    """Weights times value scales (max|v| / 448) would be float16 subnormals for small values;
+    the kernel divides them by the tile's largest scale first."""
+    generator = torch.Generator().manual_seed(0)
+    heads, kv_heads, head_dim, block_size, length = 4, 2, 16, 16, 64
+    tables = torch.arange(length // block_size, dtype=torch.int32, device=DEVICE)[None]
+    lens = torch.tensor([length], dtype=torch.int32, device=DEVICE)
+    shape = (length // block_size, block_size, kv_heads, head_dim)
+    k, k_scales = fp8.quantize(torch.randn(shape, generator=generator).to(DEVICE))
+    v, v_scales = fp8.quantize(torch.randn(shape, generator=generator).to(DEVICE) * size)
+    query = torch.randn(1, heads, head_dim, generator=generator).to(DEVICE)
+    cu = torch.tensor([0, 1], dtype=torch.int32, device=DEVICE)
+    expected = paged_attention(query, k, v, metadata(cu, lens, tables, 1), head_dim ** -0.5,
+                               k_scales, v_scales)  # float32
+    actual = decode_attention.decode_attention(query.half(), k, v, tables, lens,
+                                               head_dim ** -0.5, 1, k_scales, v_scales)
+    relative = (actual.float() - expected).abs().max() / expected.abs().max()
+    assert relative.item() < 2e-3  # float16's own rounding; 2e-2 without the rescaling
 
 
 @triton_here
@@ -326,6 +392,11 @@ def test_cpu_tensors_always_take_the_plain_path(monkeypatch):
 
 if triton_support.triton is not None:
     tl = triton_support.tl
+
+    @triton_support.triton.jit
+    def round_to_e4m3_kernel(x_ptr, out_ptr, SIZE: tl.constexpr):
+        index = tl.arange(0, SIZE)
+        tl.store(out_ptr + index, store_kvcache.round_to_e4m3(tl.load(x_ptr + index)))
 
     @triton_support.triton.jit
     def philox_bits_kernel(keys_ptr, out_ptr, COUNT: tl.constexpr):
