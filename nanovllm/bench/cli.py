@@ -45,6 +45,9 @@ def add_bench(commands) -> None:
     parser.add_argument("--gemv-max-rows", type=int, default=None,
                         help="GPU: products of at most N rows in kernels/gemv.py (0: off; "
                              "default: Config's)")
+    parser.add_argument("--dtype", default="auto",
+                        choices=["auto", "float32", "float16", "bfloat16"],
+                        help="the model's numbers (auto: the checkpoint's; float32 on a CPU)")
     parser.add_argument("--kv-cache-dtype", choices=["auto", "fp8"], default="auto",
                         help="fp8: keys and values in 8 bits (layers/fp8.py)")
     parser.add_argument("--max-num-batched-tokens", type=int, default=None)
@@ -115,7 +118,7 @@ def run_one(args) -> None:
                   enable_prefix_caching=not args.no_prefix_caching,
                   enable_chunked_prefill=not args.no_chunked_prefill,
                   overlap_steps={"on": True, "off": False}.get(args.overlap_steps, "auto"),
-                  kv_cache_dtype=args.kv_cache_dtype)
+                  kv_cache_dtype=args.kv_cache_dtype, dtype=args.dtype)
     if args.gemv_max_rows is not None:
         config["gemv_max_rows"] = args.gemv_max_rows
     if args.max_num_batched_tokens:
@@ -143,7 +146,7 @@ def run_bench(args) -> None:
     elif args.quality:
         from nanovllm.bench.quality import run_quality
 
-        record = run_quality(args.model, args.device, out_dir=args.out)
+        record = run_quality(args.model, args.device, args.dtype, out_dir=args.out)
         for name, result in record["results"].items():
             agreement = result["greedy_agreement_with_auto"]
             print(f"{name:<16} perplexity {result['perplexity']:.4f} "
