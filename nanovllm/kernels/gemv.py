@@ -35,8 +35,9 @@ import torch.nn.functional as F
 from nanovllm.kernels.triton_support import jit, require_triton, tl, triton
 
 MAX_ROWS = 16  # rows padded to 16 for tl.dot
-# Tiles, warps and pipeline depth: the fastest at one row on an H200 for every product of
-# Qwen3-0.6B (source/_records/bench/README.md); each split's slice at least 2 x BLOCK_K.
+# Tiles, warps and pipeline depth: one setting for every product of Qwen3-0.6B, within 4% of
+# the fastest tile for each on an H200 (source/_records/bench/h200-overlapped/README.md);
+# each split's slice at least 2 x BLOCK_K.
 GEMV_TILE = {"BLOCK_N": 32, "BLOCK_K": 128, "num_warps": 4, "num_stages": 4}
 ONE_ROW_TILE = {"BLOCK_N": 8, "BLOCK_K": 512, "num_warps": 4, "num_stages": 2}  # H200's best
 
