@@ -18,6 +18,7 @@ shard; only rank 0 gets logits and samples (``tp_runner.py``).
 """
 
 import contextlib
+import gc
 import warnings
 from collections.abc import Callable
 from types import SimpleNamespace
@@ -143,6 +144,7 @@ class ModelRunner:
         collector gets to it, so that another engine can start in this process."""
         self.graphs = self.model = self.kv_cache = None
         if torch.cuda.is_initialized():
+            gc.collect()  # tensors held in reference cycles, too
             torch.cuda.empty_cache()
 
     def check_usable(self) -> None:

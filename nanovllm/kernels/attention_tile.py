@@ -3,7 +3,7 @@ through a sequence's block table and folded into an online softmax.
 
 A program walks its sequence's cached tokens a tile of BLOCK_N at a time. A tile may
 span several cache blocks, so each token's row is found through the block table
-(``tile_offsets``). Then ``attend_tile`` scores the tile's keys against the program's
+(``tile_rows``). Then ``attend_tile`` scores the tile's keys against the program's
 query rows with one ``tl.dot`` and folds the tile into three running values per row:
 the largest score so far, the sum of exponentials, and the weighted sum of values.
 When the maximum grows, the two sums are rescaled to it, so the row of scores is never
@@ -21,28 +21,28 @@ from nanovllm.kernels.triton_support import jit, tl
 
 
 @jit
-def tile_offsets(table_ptr, positions, valid, kv_head, BLOCK_SIZE: tl.constexpr,
-                 NUM_KV_HEADS: tl.constexpr, HEAD_DIM: tl.constexpr):
-    """[tokens, HEAD_DIM] offsets of the tokens at ``positions`` in the cache viewed as
+def tile_rows(table_ptr, positions, valid, kv_head, BLOCK_SIZE: tl.constexpr,
+              NUM_KV_HEADS: tl.constexpr):
+    """The cache rows of the tokens at ``positions``, in the cache viewed as
     [blocks * block_size * kv_heads, head_dim]; ``table_ptr``: the sequence's block table."""
     blocks = tl.load(table_ptr + positions // BLOCK_SIZE, mask=valid, other=0).to(tl.int64)
-    cache_rows = (blocks * BLOCK_SIZE + positions % BLOCK_SIZE) * NUM_KV_HEADS + kv_head
-    return cache_rows[:, None] * HEAD_DIM + tl.arange(0, HEAD_DIM)[None, :]
+    return (blocks * BLOCK_SIZE + positions % BLOCK_SIZE) * NUM_KV_HEADS + kv_head
 
 
 @jit
-def attend_tile(query, k_cache_ptr, v_cache_ptr, kv_offsets, valid, visible, scale,
+def attend_tile(query, k_cache_ptr, v_cache_ptr, cache_rows, valid, visible, scale,
                 max_score, exp_sum, acc, DOT_PRECISION: tl.constexpr, k_scales_ptr,
                 v_scales_ptr, FP8: tl.constexpr):
     """Fold one tile into the online softmax of ``query`` [rows, HEAD_DIM]; ``valid``: tokens
     of the tile that exist, ``visible`` [rows, tokens]: which a row may see."""
+    # each row is HEAD_DIM neighbouring numbers: the tile loads all its rows at once
+    kv_offsets = cache_rows[:, None] * query.shape[1] + tl.arange(0, query.shape[1])[None, :]
     keys = tl.load(k_cache_ptr + kv_offsets, mask=valid[:, None], other=0.0)
     if FP8:
         keys = keys.to(query.dtype)
-        rows = tl.max(kv_offsets, axis=1) // kv_offsets.shape[1]  # each token's cache row
     scores = tl.dot(query, tl.trans(keys), input_precision=DOT_PRECISION) * scale
     if FP8:
-        scores = scores * tl.load(k_scales_ptr + rows, mask=valid, other=0.0)[None, :]
+        scores = scores * tl.load(k_scales_ptr + cache_rows, mask=valid, other=0.0)[None, :]
     scores = tl.where(visible, scores, float("-inf"))
     new_max = tl.maximum(max_score, tl.max(scores, axis=1))
     rescale = tl.exp(max_score - new_max)  # shrink the old sums to the new maximum
@@ -54,7 +54,7 @@ def attend_tile(query, k_cache_ptr, v_cache_ptr, kv_offsets, valid, visible, sca
         # a 16-bit weight keeps its precision (float16 would lose small ones); the largest
         # multiplies the product back, in float32.
         values = values.to(query.dtype)
-        v_scales = tl.load(v_scales_ptr + rows, mask=valid, other=0.0)
+        v_scales = tl.load(v_scales_ptr + cache_rows, mask=valid, other=0.0)
         largest = tl.maximum(tl.max(v_scales, axis=0), 1.1754943508222875e-38)
         weights = weights * (v_scales / largest)[None, :]
         acc = acc * rescale[:, None] + largest * tl.dot(weights.to(values.dtype), values,

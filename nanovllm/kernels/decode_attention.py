@@ -33,7 +33,7 @@ import functools
 
 import torch
 
-from nanovllm.kernels.attention_tile import attend_tile, tile_offsets
+from nanovllm.kernels.attention_tile import attend_tile, tile_rows
 from nanovllm.kernels.triton_support import jit, require_triton, tl, triton
 
 # How the kernel walks the cache: BLOCK_N tokens per loop step (128 tokens x 128 dims x 2
@@ -80,9 +80,8 @@ def decode_attention_kernel(query_ptr, k_cache_ptr, v_cache_ptr, block_tables_pt
     for tile_start in range(start, end, BLOCK_N):
         positions = tile_start + tl.arange(0, BLOCK_N)
         valid = positions < end
-        kv_offsets = tile_offsets(table_ptr, positions, valid, kv_head, BLOCK_SIZE,
-                                  NUM_KV_HEADS, HEAD_DIM)
-        max_score, exp_sum, acc = attend_tile(query, k_cache_ptr, v_cache_ptr, kv_offsets,
+        cache_rows = tile_rows(table_ptr, positions, valid, kv_head, BLOCK_SIZE, NUM_KV_HEADS)
+        max_score, exp_sum, acc = attend_tile(query, k_cache_ptr, v_cache_ptr, cache_rows,
                                               valid, valid[None, :], scale, max_score,
                                               exp_sum, acc, DOT_PRECISION, k_scales_ptr,
                                               v_scales_ptr, FP8)

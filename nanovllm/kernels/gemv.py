@@ -15,14 +15,9 @@ the chip, or tiles shaped for large batches. Here:
   inputs give the same bits on every run. With one split the kernel writes the output
   itself, in the inputs' dtype, bias included.
 
-``gemv_config`` picks the tiles from the matrix's shape and the GPU's size. One row (a
-single sequence decoding) goes to a second kernel that needs no ``tl.dot`` and no split: a
-program multiplies ``BLOCK_N`` = 8 weight rows by the input element by element, in float32,
-and sums at the end; 8 outputs a program give even a 1,024-output matrix 128 programs. On an
-H200 it reads Qwen3-0.6B's small matrices about 10% faster than the first kernel (4.5 to 5.7
-µs a product, ``source/_records/bench/h200-overlapped/exploration/``) and adds no kernel for
-the splits. The torch reference is ``torch.nn.functional.linear``; ``use_gemv`` routes a
-model's small products here (``ModelRunner``, with ``Config.gemv_max_rows``).
+``gemv_config`` picks the tiles from the matrix's shape and the GPU's size. The torch
+reference is ``torch.nn.functional.linear``; ``use_gemv`` routes a model's small products
+here (``ModelRunner``, with ``Config.gemv_max_rows``).
 """
 
 from __future__ import annotations
@@ -39,25 +34,6 @@ MAX_ROWS = 16  # rows padded to 16 for tl.dot
 # the fastest tile for each on an H200 (source/_records/bench/h200-overlapped/README.md);
 # each split's slice at least 2 x BLOCK_K.
 GEMV_TILE = {"BLOCK_N": 32, "BLOCK_K": 128, "num_warps": 4, "num_stages": 4}
-ONE_ROW_TILE = {"BLOCK_N": 8, "BLOCK_K": 512, "num_warps": 4, "num_stages": 2}  # H200's best
-
-
-@jit
-def gemv_one_row_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, N, K, w_stride,
-                        BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, HAS_BIAS: tl.constexpr):
-    # Program n: outputs [n * BLOCK_N, (n + 1) * BLOCK_N) of the one row, over all inputs.
-    columns = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
-    acc = tl.zeros((BLOCK_N, BLOCK_K), dtype=tl.float32)  # summed across at the end
-    for start in range(0, K, BLOCK_K):
-        ks = start + tl.arange(0, BLOCK_K)
-        x = tl.load(x_ptr + ks, mask=ks < K, other=0.0).to(tl.float32)
-        w = tl.load(w_ptr + columns[:, None].to(tl.int64) * w_stride + ks[None, :],
-                    mask=(columns[:, None] < N) & (ks[None, :] < K), other=0.0)
-        acc += w.to(tl.float32) * x[None, :]
-    y = tl.sum(acc, axis=1)
-    if HAS_BIAS:
-        y += tl.load(bias_ptr + columns, mask=columns < N, other=0.0).to(tl.float32)
-    tl.store(out_ptr + columns, y.to(out_ptr.dtype.element_ty), mask=columns < N)
 
 
 @jit
@@ -119,14 +95,6 @@ def gemv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
     n = weight.shape[0]
     assert m <= MAX_ROWS and weight.shape[1] == k, (x.shape, weight.shape)
     assert x.stride(1) == 1 and weight.stride(1) == 1, "rows must be contiguous"
-    if config is None and m == 1:
-        out = torch.empty(1, n, dtype=x.dtype, device=x.device)
-        tile = ONE_ROW_TILE
-        gemv_one_row_kernel[(triton.cdiv(n, tile["BLOCK_N"]),)](
-            x, weight, bias if bias is not None else x, out, n, k, weight.stride(0),
-            BLOCK_N=tile["BLOCK_N"], BLOCK_K=tile["BLOCK_K"], HAS_BIAS=bias is not None,
-            num_warps=tile["num_warps"], num_stages=tile["num_stages"])
-        return out
     if config is None:
         sms = (torch.cuda.get_device_properties(x.device).multi_processor_count
                if x.is_cuda else 4)

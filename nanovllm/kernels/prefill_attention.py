@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from nanovllm.kernels.attention_tile import attend_tile, tile_offsets
+from nanovllm.kernels.attention_tile import attend_tile, tile_rows
 from nanovllm.kernels.triton_support import jit, require_triton, tl, triton
 
 
@@ -59,10 +59,10 @@ def prefill_attention_kernel(query_ptr, k_cache_ptr, v_cache_ptr, out_ptr, cu_se
     for key_start in range(0, key_end, BLOCK_N):
         key_positions = key_start + tl.arange(0, BLOCK_N)
         key_valid = key_positions < key_end
-        kv_offsets = tile_offsets(table_ptr, key_positions, key_valid, kv_head, BLOCK_SIZE,
-                                  NUM_KV_HEADS, HEAD_DIM)
+        cache_rows = tile_rows(table_ptr, key_positions, key_valid, kv_head, BLOCK_SIZE,
+                               NUM_KV_HEADS)
         visible = (key_positions[None, :] <= query_positions[:, None]) & key_valid[None, :]
-        max_score, exp_sum, acc = attend_tile(query, k_cache_ptr, v_cache_ptr, kv_offsets,
+        max_score, exp_sum, acc = attend_tile(query, k_cache_ptr, v_cache_ptr, cache_rows,
                                               key_valid, visible, scale, max_score, exp_sum,
                                               acc, DOT_PRECISION, k_scales_ptr, v_scales_ptr,
                                               FP8)

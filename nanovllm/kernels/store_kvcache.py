@@ -56,7 +56,9 @@ def round_to_e4m3(x):
     magic = 12582912.0  # 1.5 * 2**23: adding it and taking it away rounds to an integer
     rounded = ((size * per_spacing + magic) - magic) * spacing
     rounded = tl.where(x != x, x, rounded)  # NaN stays NaN
-    return tl.where(bits < 0, -rounded, rounded)  # the sign, -0 included
+    # the sign, as a bit: -0.0 included (a GPU computes -x as 0 - x, which gives +0.0)
+    return (rounded.to(tl.int32, bitcast=True) | (bits & -2147483648)).to(tl.float32,
+                                                                          bitcast=True)
 
 
 @jit

@@ -24,8 +24,10 @@ SCALE_BYTES = 4  # one float32 per row
 
 def quantize(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``rows`` [..., head_dim] -> (e4m3 [..., head_dim], float32 scales [...])."""
-    largest = rows.abs().amax(dim=-1, keepdim=True).float()
-    scales = largest.clamp_min(torch.finfo(torch.float32).tiny) / FP8_MAX  # a zero row: 0s
+    largest = rows.abs().amax(dim=-1, keepdim=True).float().clamp_min(
+        torch.finfo(torch.float32).tiny)  # a zero row: 0s
+    # a true division on every device (by a number, a GPU multiplies by its reciprocal)
+    scales = largest / torch.full_like(largest, FP8_MAX)
     return (rows.float() / scales).to(FP8), scales.squeeze(-1)
 
 

@@ -47,6 +47,17 @@ def test_a_row_is_scaled_to_the_whole_range_and_comes_back_within_a_sixteenth():
     assert torch.equal(stored.float().flatten()[:20000], values[best].abs() * wanted.sign())
 
 
+@pytest.mark.parametrize("device", ["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+def test_a_scale_is_the_largest_number_over_448_rounded_once(device):
+    """The same bits on any device, and as the Triton store kernel's: a true division (torch
+    on a GPU divides by a plain number as a multiplication by its reciprocal, an ulp off)."""
+    generator = torch.Generator().manual_seed(1)
+    rows = torch.rand(4096, 128, generator=generator) * torch.logspace(-6, 6, 4096)[:, None]
+    _, scales = fp8.quantize(rows.to(device))
+    exact = (rows.abs().amax(dim=-1).double() / 448).float()  # rounded once, to float32
+    assert torch.equal(scales.cpu(), exact)
+
+
 def test_a_block_of_qwen3_0_6b_takes_52_percent_of_the_bytes():
     config = ModelConfig.from_folder(REPO_MODELS / "Qwen" / "Qwen3-0.6B")
     sixteen_bit = block_bytes(config, 16, torch.bfloat16)

@@ -272,7 +272,8 @@ def test_rounding_to_e4m3_is_torchs_cast_everywhere():
     padded[:len(x)] = x
     out = torch.empty(size, device=DEVICE)
     round_to_e4m3_kernel[(1,)](padded.to(DEVICE), out, SIZE=size)
-    got, want = out.cpu()[:len(x)], x.to(fp8.FP8).float()
+    # saturating at 448 first: torch's own cast of larger numbers differs between versions
+    got, want = out.cpu()[:len(x)], x.clamp(-448, 448).to(fp8.FP8).float()
     assert torch.equal(got.isnan(), want.isnan())
     same = got[~want.isnan()] == want[~want.isnan()]
     assert same.all(), x[~want.isnan()][~same][:8]
@@ -467,30 +468,6 @@ def test_gemv_splits_until_the_programs_about_fill_the_gpu():
     assert gemv.gemv_config(1024, 3072, 132) == (32, 128, 4)  # down
     assert gemv.gemv_config(151936, 1024, 132) == (32, 128, 1)  # the LM head: 4,748
     assert gemv.gemv_config(1024, 512, 132) == (32, 128, 2)  # 256 inputs a split at least
-
-
-@triton_here
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("with_bias", [True, False])
-def test_one_row_goes_to_the_one_row_kernel_and_matches_reference(dtype, with_bias, monkeypatch):
-    """Outputs that fill no 8-output block (70, 1030), inputs that fill no 512-input tile."""
-    generator = torch.Generator().manual_seed(5)
-    n, k = (1030, 1300) if ON_GPU else (70, 700)
-    weight = torch.randn(n, k, generator=generator).to(DEVICE, dtype)
-    bias = torch.randn(n, generator=generator).to(DEVICE, dtype) if with_bias else None
-    x = torch.randn(1, k, generator=generator).to(DEVICE, dtype)
-    launched = []
-    kernel = gemv.gemv_one_row_kernel
-    monkeypatch.setattr(gemv, "gemv_one_row_kernel", type("Spy", (), {
-        "__getitem__": lambda self, grid: (launched.append(grid), kernel[grid])[1]})())
-    out = gemv.gemv(x, weight, bias)
-    assert launched == [(-(-n // 8),)]  # one program per 8 outputs, no split
-    expected = torch.nn.functional.linear(x.float(), weight.float(),
-                                          None if bias is None else bias.float())
-    assert out.dtype == dtype and out.shape == (1, n)
-    scale = expected.abs().max().item()
-    assert (out.float() - expected).abs().max().item() <= TOLERANCE[dtype] * scale
-    assert torch.equal(out, gemv.gemv(x, weight, bias))
 
 
 def test_use_gemv_zero_gives_the_layers_f_linear_back():

@@ -5,7 +5,7 @@
 // block * blockSize + offset. The kernel (nanovllm/kernels/decode_attention.py) cuts the
 // context into numSplits pieces of whole tiles, one program each, and each program walks its
 // piece a tile of `tile` positions at a time, finding every position's slot through the table
-// (attention_tile.py, tile_offsets). A piece that starts past the end of the context reads
+// (attention_tile.py, tile_rows). A piece that starts past the end of the context reads
 // nothing.
 //
 // tests/ext/test_simulator_logic.py runs replay() below and the Python side
