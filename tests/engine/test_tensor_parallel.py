@@ -396,9 +396,12 @@ def test_ctrl_c_stops_the_workers(tmp_path):
                       num_kvcache_blocks=64, max_model_len=1024)
             pids = [p.pid for p in llm.engine.model_runner.processes.values()]
             params = SamplingParams(temperature=0.0, max_tokens=1000, ignore_eos=True)
-            for i, _ in enumerate(llm.stream([[1, 2, 3]], params)):
-                if i == 3:
-                    print("workers", *pids, flush=True)
+            steps = 0
+            while True:  # until interrupted: a busy machine may take its time to send it
+                for _ in llm.stream([[1, 2, 3]], params):
+                    steps += 1
+                    if steps == 3:
+                        print("workers", *pids, flush=True)
     """))
     env = {**os.environ, "PYTHONPATH": str(REPO)}  # this checkout's nanovllm
     driver = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE,
