@@ -85,23 +85,23 @@ def run_quality(model: str = "", device: str = "auto", dtype: str = "auto", wind
     for name, (kind, scheme) in variants.items():
         if name == "fp8-fixed-scale" and setup is not None and setup["device"] == "cuda":
             continue  # the GPU kernels compute each row's scale; nothing to patch there
-        llm = LLM(model, device=device, dtype=dtype, kv_cache_dtype=kind, overlap_steps=False,
-                  max_model_len=max(window, prompt_len + new_tokens) + 1)
-        runner = llm.engine.model_runner
-        if setup is None:
-            tokens = llm.engine.tokenize(TEXT.read_text(encoding="utf-8"))
-            texts = windows(tokens, window)
-            step = max(1, (len(tokens) - prompt_len) // num_prompts)
-            prompts = [tokens[i:i + prompt_len] for i in range(0, step * num_prompts, step)]
-            setup = {"text": TEXT.name, "text_tokens": len(tokens), "window": window,
-                     "num_prompts": len(prompts), "prompt_len": prompt_len,
-                     "new_tokens": new_tokens, "device": runner.device.type,
-                     "dtype": str(runner.dtype).removeprefix("torch."),
-                     "model": Path(model).name if model else "(bundled tiny model)"}
-        with scheme():
-            results[name] = measure(llm, texts, prompts, new_tokens)
-        results[name]["num_kvcache_blocks"] = runner.num_blocks
-        llm.close()  # its cache would leave the next one no room on a GPU
+        # closed as soon as measured: its cache would leave the next one no room on a GPU
+        with LLM(model, device=device, dtype=dtype, kv_cache_dtype=kind, overlap_steps=False,
+                 max_model_len=max(window, prompt_len + new_tokens) + 1) as llm:
+            runner = llm.engine.model_runner
+            if setup is None:
+                tokens = llm.engine.tokenize(TEXT.read_text(encoding="utf-8"))
+                texts = windows(tokens, window)
+                step = max(1, (len(tokens) - prompt_len) // num_prompts)
+                prompts = [tokens[i:i + prompt_len] for i in range(0, step * num_prompts, step)]
+                setup = {"text": TEXT.name, "text_tokens": len(tokens), "window": window,
+                         "num_prompts": len(prompts), "prompt_len": prompt_len,
+                         "new_tokens": new_tokens, "device": runner.device.type,
+                         "dtype": str(runner.dtype).removeprefix("torch."),
+                         "model": Path(model).name if model else "(bundled tiny model)"}
+            with scheme():
+                results[name] = measure(llm, texts, prompts, new_tokens)
+            results[name]["num_kvcache_blocks"] = runner.num_blocks
     base = results["auto"]
     summary = {name: {"perplexity": r["perplexity"],
                       "perplexity_vs_auto": r["perplexity"] / base["perplexity"] - 1,

@@ -389,28 +389,34 @@ def test_hung_worker_fails_generation_after_the_timeout():
 def test_ctrl_c_stops_the_workers(tmp_path):
     script = tmp_path / "interrupted.py"
     script.write_text(textwrap.dedent(f"""
+        import signal
+
         from nanovllm import LLM, SamplingParams
 
         if __name__ == "__main__":
+            # Ctrl-C raises here even if the tests run where SIGINT is ignored (a background
+            # job of a shell without job control inherits that)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
             llm = LLM({str(tiny_checkpoint("qwen3"))!r}, device="cpu", tensor_parallel_size=2,
                       num_kvcache_blocks=64, max_model_len=1024)
             pids = [p.pid for p in llm.engine.model_runner.processes.values()]
             params = SamplingParams(temperature=0.0, max_tokens=1000, ignore_eos=True)
-            steps = 0
-            while True:  # until interrupted: a busy machine may take its time to send it
-                for _ in llm.stream([[1, 2, 3]], params):
-                    steps += 1
-                    if steps == 3:
-                        print("workers", *pids, flush=True)
+            for i, _ in enumerate(llm.stream([[1, 2, 3]], params)):
+                if i == 3:
+                    print("workers", *pids, flush=True)
     """))
     env = {**os.environ, "PYTHONPATH": str(REPO)}  # this checkout's nanovllm
     driver = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, start_new_session=True)
-    line = driver.stdout.readline()
-    assert line.startswith("workers"), driver.communicate()
-    pids = [int(pid) for pid in line.split()[1:]]
-    os.killpg(driver.pid, signal.SIGINT)  # what a terminal does: the whole process group
-    _, stderr = driver.communicate(timeout=60)
+    try:
+        line = driver.stdout.readline()
+        assert line.startswith("workers"), driver.communicate()
+        pids = [int(pid) for pid in line.split()[1:]]
+        os.killpg(driver.pid, signal.SIGINT)  # what a terminal does: the whole process group
+        _, stderr = driver.communicate(timeout=60)
+    finally:  # whatever failed, leave no driver or worker behind
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
     assert driver.returncode != 0 and "KeyboardInterrupt" in stderr
     assert not [pid for pid in pids if Path(f"/proc/{pid}").exists()]
 

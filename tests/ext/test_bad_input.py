@@ -176,7 +176,16 @@ def test_a_keyboardinterrupt_the_block_raises_is_its_failure():
     assert outcome.kind.value == "check_failed"
 
 
-def test_the_users_ctrl_c_stops_the_build():
+@pytest.fixture
+def ctrl_c_raises():
+    """Ctrl-C raises KeyboardInterrupt, even where the tests started with SIGINT ignored (a
+    background job of a shell without job control inherits that)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_the_users_ctrl_c_stops_the_build(ctrl_c_raises):
     handler = signal.getsignal(signal.SIGINT)
     start = time.monotonic()
     timer = _press_ctrl_c_after(0.3)
@@ -187,7 +196,7 @@ def test_the_users_ctrl_c_stops_the_build():
     assert signal.getsignal(signal.SIGINT) is handler
 
 
-def test_the_users_ctrl_c_stops_the_build_even_when_the_block_catches_it():
+def test_the_users_ctrl_c_stops_the_build_even_when_the_block_catches_it(ctrl_c_raises):
     timer = _press_ctrl_c_after(0.3)
     namespace: dict = {}
     with pytest.raises(KeyboardInterrupt):
