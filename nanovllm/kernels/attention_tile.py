@@ -12,7 +12,7 @@ held whole and the result is exact: ``out = acc / exp_sum`` at the end.
 From an 8-bit cache (``FP8``, ``layers/fp8.py``) a row comes back as ``stored * s``, one
 scale per token and kv head. The scales never touch the rows: a key's scale multiplies its
 score after the product, a value's its weight before the product, and the 8-bit numbers go
-into ``tl.dot`` as they are, converted exactly to the query's dtype.
+into ``tl.dot`` as they are, converted exactly to float16 (float32 for a float32 model).
 """
 
 from __future__ import annotations
@@ -39,6 +39,10 @@ def attend_tile(query, k_cache_ptr, v_cache_ptr, cache_rows, valid, visible, sca
     kv_offsets = cache_rows[:, None] * query.shape[1] + tl.arange(0, query.shape[1])[None, :]
     keys = tl.load(k_cache_ptr + kv_offsets, mask=valid[:, None], other=0.0)
     if FP8:
+        if query.dtype == tl.bfloat16:
+            # e4m3 -> float16 is exact and quick on a GPU, -> bfloat16 is not: the products
+            # run in float16 (Qwen3's normalised queries sit far inside its range)
+            query = query.to(tl.float16)
         keys = keys.to(query.dtype)
     scores = tl.dot(query, tl.trans(keys), input_precision=DOT_PRECISION) * scale
     if FP8:
@@ -50,9 +54,9 @@ def attend_tile(query, k_cache_ptr, v_cache_ptr, cache_rows, valid, visible, sca
     values = tl.load(v_cache_ptr + kv_offsets, mask=valid[:, None], other=0.0)
     exp_sum = exp_sum * rescale + tl.sum(weights, axis=1)
     if FP8:
-        # Each weight times its value's scale, over the tile's largest scale: at most 1, so
-        # a 16-bit weight keeps its precision (float16 would lose small ones); the largest
-        # multiplies the product back, in float32.
+        # Each weight times its value's scale over the tile's largest: at most 1, so small
+        # weights stay within float16 (times a scale itself, 1e-6 say, they would vanish);
+        # the largest multiplies the product back, in float32.
         values = values.to(query.dtype)
         v_scales = tl.load(v_scales_ptr + cache_rows, mask=valid, other=0.0)
         largest = tl.maximum(tl.max(v_scales, axis=0), 1.1754943508222875e-38)

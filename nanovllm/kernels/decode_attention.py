@@ -41,6 +41,9 @@ from nanovllm.kernels.triton_support import jit, require_triton, tl, triton
 # steps' loads the software pipeline keeps in flight: the fastest of those timed on an H200
 # (source/_records/bench/README.md). bench/kernel_sweep.py times others.
 DECODE_TILE = {"BLOCK_N": 128, "num_warps": 8, "num_stages": 2}
+# From an 8-bit cache the tile is converted before its products: fewer warps, deeper pipeline
+# (the fastest of 24 settings on an H200, source/_records/bench/fp8/)
+FP8_DECODE_TILE = {"BLOCK_N": 128, "num_warps": 4, "num_stages": 3}
 MAX_SPLITS = 32
 
 
@@ -147,7 +150,7 @@ def decode_attention(query: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.
         num_splits = choose_num_splits(num_seqs, num_kv_heads, query.device)
     assert 1 <= num_splits <= MAX_SPLITS, f"num_splits must be in [1, {MAX_SPLITS}]"
     assert query.stride(2) == 1, "each query head must be contiguous"
-    tile = DECODE_TILE
+    tile = DECODE_TILE if k_scales is None else FP8_DECODE_TILE
     out = torch.empty(num_seqs, num_heads, head_dim, dtype=query.dtype, device=query.device)
     split_out = split_lse = out  # unused when there is one piece
     if num_splits > 1:
