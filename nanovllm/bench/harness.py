@@ -37,6 +37,7 @@ from nanovllm.engine.llm_engine import LLMEngine
 from nanovllm.engine.torch_compile import PIECES, compile_small_ops
 from nanovllm.kernels import decode_attention
 from nanovllm.kernels.gemv import use_gemv
+from nanovllm.layers.fp8 import FP8
 
 
 @dataclass
@@ -167,4 +168,5 @@ def settings(engine: LLMEngine, variant: str) -> dict:
             "resolved_kv_cache_dtype": str(runner.cache_dtype).removeprefix("torch."),
             "gemv": on_gpu and runner.dtype in (torch.bfloat16, torch.float16)
             and any("product" in vars(m) for m in runner.model.modules()),
-            "decode_tile": dict(decode_attention.DECODE_TILE)}
+            "decode_tile": dict(decode_attention.DECODE_TILE if runner.cache_dtype != FP8
+                                else decode_attention.FP8_DECODE_TILE)}

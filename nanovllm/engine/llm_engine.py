@@ -214,5 +214,6 @@ class LLMEngine:
         self.model_runner.check_usable()
 
     def close(self) -> None:
-        """Release the model runner's processes (tensor parallelism); a no-op otherwise."""
+        """Give back the model runner's memory (weights, KV cache, CUDA graphs) and, under
+        tensor parallelism, its processes."""
         self.model_runner.close()

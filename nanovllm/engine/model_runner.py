@@ -144,7 +144,7 @@ class ModelRunner:
         collector gets to it, so that another engine can start in this process."""
         self.graphs = self.model = self.kv_cache = None
         if torch.cuda.is_initialized():
-            gc.collect()  # tensors held in reference cycles, too
+            gc.collect()  # and what only the cycle collector would free
             torch.cuda.empty_cache()
 
     def check_usable(self) -> None:

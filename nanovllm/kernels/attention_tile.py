@@ -40,7 +40,7 @@ def attend_tile(query, k_cache_ptr, v_cache_ptr, cache_rows, valid, visible, sca
     keys = tl.load(k_cache_ptr + kv_offsets, mask=valid[:, None], other=0.0)
     if FP8:
         if query.dtype == tl.bfloat16:
-            # e4m3 -> float16 is exact and quick on a GPU, -> bfloat16 is not: the products
+            # e4m3 converts to either exactly, to float16 in one instruction: the products
             # run in float16 (Qwen3's normalised queries sit far inside its range)
             query = query.to(tl.float16)
         keys = keys.to(query.dtype)

@@ -36,13 +36,14 @@ import torch
 from nanovllm.kernels.attention_tile import attend_tile, tile_rows
 from nanovllm.kernels.triton_support import jit, require_triton, tl, triton
 
-# How the kernel walks the cache: BLOCK_N tokens per loop step (128 tokens x 128 dims x 2
-# bytes = 32 KiB of keys and as much of values), warps per program, and how many loop
+# How the kernel walks a 16-bit cache: BLOCK_N tokens per loop step (128 tokens x 128 dims x
+# 2 bytes = 32 KiB of keys and as much of values), warps per program, and how many loop
 # steps' loads the software pipeline keeps in flight: the fastest of those timed on an H200
 # (source/_records/bench/README.md). bench/kernel_sweep.py times others.
 DECODE_TILE = {"BLOCK_N": 128, "num_warps": 8, "num_stages": 2}
 # From an 8-bit cache the tile is converted before its products: fewer warps, deeper pipeline
-# (the fastest of 24 settings on an H200, source/_records/bench/fp8/)
+# (the fastest of 24 settings on an H200,
+# source/_records/bench/h200-25406fc/exploration/fp8-decode-variants-25406fc.txt)
 FP8_DECODE_TILE = {"BLOCK_N": 128, "num_warps": 4, "num_stages": 3}
 MAX_SPLITS = 32
 

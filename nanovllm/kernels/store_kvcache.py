@@ -45,9 +45,10 @@ def store_kvcache(key: torch.Tensor, value: torch.Tensor, k_cache: torch.Tensor,
 @jit
 def round_to_e4m3(x):
     """``x`` (float32) rounded to the nearest float8 e4m3 number, ties to even, saturating at
-    448, signed zeros and NaN kept: what torch's cast does. Done in float32 arithmetic, so that
-    the cast which follows is exact (Triton's CPU interpreter, the tests' GPU stand-in, rounds
-    some casts wrongly), with powers of two only, so every step is exact on any hardware."""
+    448 (torch's own cast of larger numbers depends on its version), signed zeros and NaN
+    kept. Done in float32 arithmetic, so that the cast which follows is exact (Triton's CPU
+    interpreter, the tests' GPU stand-in, rounds some casts wrongly), with powers of two only,
+    so every step is exact on any hardware."""
     bits = x.to(tl.int32, bitcast=True)
     size = tl.minimum(tl.abs(x), 448.0)
     exponent = tl.maximum(((size.to(tl.int32, bitcast=True) >> 23) & 0xFF) - 127, -6)
@@ -56,7 +57,7 @@ def round_to_e4m3(x):
     magic = 12582912.0  # 1.5 * 2**23: adding it and taking it away rounds to an integer
     rounded = ((size * per_spacing + magic) - magic) * spacing
     rounded = tl.where(x != x, x, rounded)  # NaN stays NaN
-    # the sign, as a bit: -0.0 included (a GPU computes -x as 0 - x, which gives +0.0)
+    # the sign, as a bit: -0.0 included (Triton 3.6 compiles -x as 0 - x, which gives +0.0)
     return (rounded.to(tl.int32, bitcast=True) | (bits & -2147483648)).to(tl.float32,
                                                                           bitcast=True)
 

@@ -151,6 +151,10 @@ def test_the_roofline_of_an_fp8_cache_counts_its_bytes_and_scales(tmp_path):
     assert record["settings"]["kv_cache_dtype"] == "fp8"
     assert record["settings"]["resolved_dtype"] == "bfloat16"
     assert record["settings"]["resolved_kv_cache_dtype"] == "float8_e4m3fn"
+    from nanovllm.kernels.decode_attention import DECODE_TILE, FP8_DECODE_TILE
+
+    assert FP8_DECODE_TILE != DECODE_TILE  # the tile the 8-bit kernel runs with is recorded
+    assert record["settings"]["decode_tile"] == FP8_DECODE_TILE
     from nanovllm.engine.llm_engine import resolve_model_folder
 
     bundled = ModelConfig.from_folder(resolve_model_folder(""))  # what --small runs
