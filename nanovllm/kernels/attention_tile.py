@@ -67,3 +67,41 @@ def attend_tile(query, k_cache_ptr, v_cache_ptr, cache_rows, valid, visible, sca
         acc = acc * rescale[:, None] + tl.dot(weights.to(values.dtype), values,
                                               input_precision=DOT_PRECISION)
     return new_max, exp_sum, acc
+
+
+@jit
+def attend_tile_swapped(query_t, k_cache_ptr, v_cache_ptr, cache_rows, valid, scale,
+                        max_score, exp_sum, acc_t, DOT_PRECISION: tl.constexpr, k_scales_ptr,
+                        v_scales_ptr, FP8: tl.constexpr):
+    """``attend_tile`` with both products turned over, for a decode's few query rows:
+    ``scores^T = K q^T`` and ``acc^T += V^T P^T``. The tile's keys and values become each
+    product's first operand, which Hopper's tensor cores take straight from registers (the
+    second comes from shared memory: a converted 8-bit tile would go there and back, and
+    16 query rows are too few for Hopper's products the other way round). ``query_t`` and
+    ``acc_t``: [HEAD_DIM, rows]; ``max_score``, ``exp_sum``: [rows]."""
+    dims = tl.arange(0, query_t.shape[0])
+    keys = tl.load(k_cache_ptr + cache_rows[:, None] * query_t.shape[0] + dims[None, :],
+                   mask=valid[:, None], other=0.0)  # [tokens, HEAD_DIM]
+    if FP8:
+        keys = keys.to(query_t.dtype)
+    scores = tl.dot(keys, query_t, input_precision=DOT_PRECISION) * scale  # [tokens, rows]
+    if FP8:
+        scores = scores * tl.load(k_scales_ptr + cache_rows, mask=valid, other=0.0)[:, None]
+    scores = tl.where(valid[:, None], scores, float("-inf"))
+    new_max = tl.maximum(max_score, tl.max(scores, axis=0))
+    rescale = tl.exp(max_score - new_max)
+    weights = tl.exp(scores - new_max[None, :])
+    exp_sum = exp_sum * rescale + tl.sum(weights, axis=0)
+    values_t = tl.load(v_cache_ptr + cache_rows[None, :] * query_t.shape[0] + dims[:, None],
+                       mask=valid[None, :], other=0.0)  # [HEAD_DIM, tokens]
+    if FP8:
+        v_scales = tl.load(v_scales_ptr + cache_rows, mask=valid, other=0.0)
+        largest = tl.maximum(tl.max(v_scales, axis=0), 1.1754943508222875e-38)
+        weights = weights * (v_scales / largest)[:, None]
+        values_t = values_t.to(query_t.dtype)
+        acc_t = acc_t * rescale[None, :] + largest * tl.dot(
+            values_t, weights.to(values_t.dtype), input_precision=DOT_PRECISION)
+    else:
+        acc_t = acc_t * rescale[None, :] + tl.dot(values_t, weights.to(values_t.dtype),
+                                                  input_precision=DOT_PRECISION)
+    return new_max, exp_sum, acc_t

@@ -33,7 +33,7 @@ import functools
 
 import torch
 
-from nanovllm.kernels.attention_tile import attend_tile, tile_rows
+from nanovllm.kernels.attention_tile import attend_tile, attend_tile_swapped, tile_rows
 from nanovllm.kernels.triton_support import jit, require_triton, tl, triton
 
 # How the kernel walks a 16-bit cache: BLOCK_N tokens per loop step (128 tokens x 128 dims x
@@ -58,7 +58,8 @@ def decode_attention_kernel(query_ptr, k_cache_ptr, v_cache_ptr, block_tables_pt
                             NUM_HEADS: tl.constexpr,
                             NUM_KV_HEADS: tl.constexpr, HEAD_DIM: tl.constexpr,
                             BLOCK_SIZE: tl.constexpr, GROUP_ROWS: tl.constexpr,
-                            BLOCK_N: tl.constexpr, num_splits, DOT_PRECISION: tl.constexpr):
+                            BLOCK_N: tl.constexpr, num_splits, DOT_PRECISION: tl.constexpr,
+                            SWAP: tl.constexpr):
     seq, kv_head = tl.program_id(0) // NUM_KV_HEADS, tl.program_id(0) % NUM_KV_HEADS
     split = tl.program_id(1)
     group = NUM_HEADS // NUM_KV_HEADS  # query heads that read this kv head
@@ -81,14 +82,26 @@ def decode_attention_kernel(query_ptr, k_cache_ptr, v_cache_ptr, block_tables_pt
     exp_sum = tl.zeros([GROUP_ROWS], dtype=tl.float32)
     acc = tl.zeros([GROUP_ROWS, HEAD_DIM], dtype=tl.float32)
     table_ptr = block_tables_ptr + seq * max_blocks_per_seq
+    if SWAP:  # the products turned over (attend_tile_swapped); the rows' state transposed
+        query, acc = tl.trans(query), tl.trans(acc)
+        if FP8:
+            if query.dtype == tl.bfloat16:  # as attend_tile: e4m3 -> float16 in one instruction
+                query = query.to(tl.float16)
     for tile_start in range(start, end, BLOCK_N):
         positions = tile_start + tl.arange(0, BLOCK_N)
         valid = positions < end
         cache_rows = tile_rows(table_ptr, positions, valid, kv_head, BLOCK_SIZE, NUM_KV_HEADS)
-        max_score, exp_sum, acc = attend_tile(query, k_cache_ptr, v_cache_ptr, cache_rows,
-                                              valid, valid[None, :], scale, max_score,
-                                              exp_sum, acc, DOT_PRECISION, k_scales_ptr,
-                                              v_scales_ptr, FP8)
+        if SWAP:
+            max_score, exp_sum, acc = attend_tile_swapped(
+                query, k_cache_ptr, v_cache_ptr, cache_rows, valid, scale, max_score, exp_sum,
+                acc, DOT_PRECISION, k_scales_ptr, v_scales_ptr, FP8)
+        else:
+            max_score, exp_sum, acc = attend_tile(query, k_cache_ptr, v_cache_ptr, cache_rows,
+                                                  valid, valid[None, :], scale, max_score,
+                                                  exp_sum, acc, DOT_PRECISION, k_scales_ptr,
+                                                  v_scales_ptr, FP8)
+    if SWAP:
+        acc = tl.trans(acc)
     # endregion tile-loop
 
     # An empty piece (or a padding row with context 0) has acc = 0 and exp_sum = 0: out = 0.
@@ -141,8 +154,10 @@ def decode_attention(query: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.
                             block_tables: torch.Tensor, context_lens: torch.Tensor,
                             scale: float, num_splits: int | None = None,
                             k_scales: torch.Tensor | None = None,
-                            v_scales: torch.Tensor | None = None) -> torch.Tensor:
-    """``k_scales``, ``v_scales``: an 8-bit cache's (``layers/fp8.py``)."""
+                            v_scales: torch.Tensor | None = None,
+                            swap: bool | None = None) -> torch.Tensor:
+    """``k_scales``, ``v_scales``: an 8-bit cache's (``layers/fp8.py``). ``swap``: the
+    products turned over (``attend_tile_swapped``); by default for an 8-bit cache only."""
     require_triton()
     num_seqs, num_heads, head_dim = query.shape
     _, block_size, num_kv_heads, _ = k_cache.shape
@@ -168,6 +183,7 @@ def decode_attention(query: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.
         NUM_KV_HEADS=num_kv_heads, HEAD_DIM=head_dim, BLOCK_SIZE=block_size, GROUP_ROWS=group_rows,
         BLOCK_N=tile["BLOCK_N"], num_splits=num_splits,
         DOT_PRECISION="ieee" if query.dtype == torch.float32 else "tf32",
+        SWAP=k_scales is not None if swap is None else swap,
         num_warps=tile["num_warps"], num_stages=tile["num_stages"])
     if num_splits > 1:
         combine_splits_kernel[(num_seqs * num_heads,)](

@@ -195,7 +195,8 @@ def test_qk_norm_rotary_kernel_matches_reference(dtype, qk_norm, position_dtype,
 @triton_here
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("num_splits", [None, 1, 3])  # None: the kernel's own choice
-def test_decode_attention_kernel_matches_reference(dtype, num_splits):
+@pytest.mark.parametrize("swap", [False, True])  # the products turned over, or not
+def test_decode_attention_kernel_matches_reference(dtype, num_splits, swap):
     heads, _, head_dim, block_size, longest = SHAPES
     # context 0 is a padding row of a CUDA-graph batch: it must come out as zeros, not NaN
     context_lens = [1, block_size, block_size + 1, longest, 7, longest // 2, 0]
@@ -205,9 +206,10 @@ def test_decode_attention_kernel_matches_reference(dtype, num_splits):
     cu = torch.arange(len(context_lens) + 1, dtype=torch.int32, device=DEVICE)
     expected = paged_attention(query, k_cache, v_cache, metadata(cu, lens, tables, 1), scale)
     actual = decode_attention.decode_attention(query, k_cache, v_cache, tables, lens, scale,
-                                               num_splits=num_splits)
+                                               num_splits=num_splits, swap=swap)
     difference = (actual.float() - expected.float()).abs().max().item()
-    print(f"decode {dtype}, splits {num_splits}: max |triton - torch| = {difference:.2e}")
+    print(f"decode {dtype}, splits {num_splits}, swap {swap}: max |triton - torch| = "
+          f"{difference:.2e}")
     assert difference <= TOLERANCE[dtype]
     assert torch.equal(actual[-1], torch.zeros_like(actual[-1]))
     # the query as the model passes it: a view into the fused QKV output, read in place
@@ -217,7 +219,8 @@ def test_decode_attention_kernel_matches_reference(dtype, num_splits):
     view = view.view(-1, heads, head_dim)
     assert not view.is_contiguous()
     assert torch.equal(decode_attention.decode_attention(view, k_cache, v_cache, tables, lens,
-                                                         scale, num_splits=num_splits), actual)
+                                                         scale, num_splits=num_splits,
+                                                         swap=swap), actual)
 
 
 def test_split_count_fills_the_gpu_and_depends_on_batch_size_only():
@@ -314,7 +317,8 @@ def test_store_kvcache_fp8_kernel_stores_the_same_bits_as_the_reference(dtype):
 @triton_here
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("num_splits", [None, 1, 3])
-def test_decode_attention_kernel_reads_an_fp8_cache(dtype, num_splits):
+@pytest.mark.parametrize("swap", [None, False])  # None: the default for fp8, turned over
+def test_decode_attention_kernel_reads_an_fp8_cache(dtype, num_splits, swap):
     heads, _, head_dim, block_size, longest = SHAPES
     context_lens = [1, block_size, block_size + 1, longest, 7, longest // 2, 0]
     k_cache, v_cache, tables, lens = paged_cache(len(context_lens), context_lens, dtype)
@@ -325,7 +329,7 @@ def test_decode_attention_kernel_reads_an_fp8_cache(dtype, num_splits):
     expected = paged_attention(query, k, v, metadata(cu, lens, tables, 1), scale, k_scales,
                                v_scales)
     actual = decode_attention.decode_attention(query, k, v, tables, lens, scale, num_splits,
-                                               k_scales, v_scales)
+                                               k_scales, v_scales, swap=swap)
     assert (actual.float() - expected.float()).abs().max().item() <= TOLERANCE[dtype]
     assert torch.equal(actual[-1], torch.zeros_like(actual[-1]))
     # and the 8-bit cache is what it reads: the same cache in full precision differs
