@@ -33,6 +33,7 @@ from nanovllm.engine.parallel import fewest_across_group
 from nanovllm.engine.scoring import prompt_scorer
 from nanovllm.engine.torch_compile import compile_small_ops
 from nanovllm.kernels.gemv import use_gemv
+from nanovllm.kernels.triton_support import use_pdl
 from nanovllm.layers.attention import StepInputs
 from nanovllm.layers.fp8 import FP8
 from nanovllm.layers.linear import Shard
@@ -109,6 +110,10 @@ class ModelRunner:
         self.sampler = Sampler()
         self.random_keys = np.random.default_rng(config.seed)  # for requests without a seed
         on_gpu = self.device.type == "cuda"
+        if config.pdl and not (on_gpu and torch.cuda.get_device_capability(self.device)[0] >= 9):
+            raise ValueError("pdl=True is invalid here: programmatic dependent launch needs an "
+                             "NVIDIA GPU of compute capability 9.0 or later (Hopper)")
+        use_pdl(config.pdl)  # for every kernel this process launches from now on
         self.fast = FastInputs(self.block_size) if on_gpu else None
         if on_gpu and config.enable_torch_compile:
             compile_small_ops(self.model)
