@@ -100,6 +100,33 @@ def busy_seconds(intervals: list[tuple[float, float]]) -> float:
     return total
 
 
+def idle_gaps(intervals: list[tuple[float, float]], parts: int = 10) -> dict:
+    """Where the GPU waited: the gaps between the union of the kernels' intervals, in all,
+    by size (under 20 µs, the launches of one graph; up to 1 ms; longer), in each tenth of the
+    span from the first kernel to the last, and the ten longest with where they start."""
+    gaps, reach = [], None
+    for start, end in sorted(intervals):
+        if reach is not None and start > reach:
+            gaps.append((reach, start - reach))
+        reach = end if reach is None else max(reach, end)
+    if not gaps:
+        return {"seconds": 0.0, "count": 0}
+    first, last = min(s for s, _ in intervals), reach
+    span = last - first
+    by_part = [0.0] * parts
+    for at, length in gaps:  # a gap counts where it starts
+        by_part[min(parts - 1, int((at - first) / span * parts))] += length
+    sizes = {"under_20us": (0.0, 20e-6), "20us_to_1ms": (20e-6, 1e-3), "over_1ms": (1e-3, None)}
+    by_size = {}
+    for name, (low, high) in sizes.items():
+        chosen = [g for _, g in gaps if g >= low and (high is None or g < high)]
+        by_size[name] = {"count": len(chosen), "seconds": sum(chosen)}
+    longest = sorted(gaps, key=lambda gap: -gap[1])[:10]
+    return {"seconds": sum(g for _, g in gaps), "count": len(gaps), "by_size": by_size,
+            "by_tenth_of_run_s": by_part,
+            "longest": [{"ms": g * 1e3, "at_s": at - first} for at, g in longest]}
+
+
 class PhaseClock:
     """Host time of each phase of ``LLMEngine.step`` (schedule, run, postprocess), summed.
 
@@ -208,10 +235,11 @@ def profile_workload(engine: LLMEngine, workload, out_dir: str | Path) -> dict:
     by_kind: dict[str, float] = {}
     for name, (_, seconds) in by_name.items():
         by_kind[kernel_kind(name)] = by_kind.get(kernel_kind(name), 0.0) + seconds
+    intervals = [(e.time_range.start / 1e6, e.time_range.end / 1e6) for e in kernels]
     summary.update({
         "profiled_wall_s": profiled["wall_time_s"],
-        "gpu_busy_s": busy_seconds([(e.time_range.start / 1e6, e.time_range.end / 1e6)
-                                    for e in kernels]),
+        "gpu_busy_s": busy_seconds(intervals),
+        "gpu_idle": idle_gaps(intervals),
         "gpu_kernel_s_by_kind": dict(sorted(by_kind.items(), key=lambda kv: -kv[1])),
         "top_kernels": [{"name": name[:120], "calls": calls, "seconds": seconds,
                          "kind": kernel_kind(name)}

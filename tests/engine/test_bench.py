@@ -244,3 +244,25 @@ def test_phase_clock_undoes_its_patches_when_one_fails():
     assert isinstance(vars(SamplingValues)["from_params"], classmethod)
     assert "run" not in vars(engine.model_runner)
     assert not {"schedule", "postprocess"} & set(vars(engine.scheduler))
+
+
+def test_idle_gaps_are_found_between_the_union_of_kernels_and_placed_in_the_run():
+    from nanovllm.bench.profile import busy_seconds, idle_gaps
+
+    # two streams overlapping at first, then gaps of 10 µs, 0.5 ms and 2 ms, in seconds
+    intervals = [(0.0, 0.001), (0.0005, 0.002), (0.00201, 0.003), (0.0035, 0.004),
+                 (0.006, 0.010)]
+    idle = idle_gaps(intervals)
+    assert idle["count"] == 3
+    assert idle["seconds"] == pytest.approx(0.01e-3 + 0.5e-3 + 2e-3)
+    assert idle["seconds"] + busy_seconds(intervals) == pytest.approx(0.010)
+    assert idle["by_size"]["under_20us"]["count"] == 1
+    assert idle["by_size"]["20us_to_1ms"]["seconds"] == pytest.approx(0.5e-3)
+    assert idle["by_size"]["over_1ms"] == {"count": 1, "seconds": pytest.approx(2e-3)}
+    # each gap counts in the tenth of the 10 ms span where it starts: at 2, 3 and 4 ms
+    assert idle["by_tenth_of_run_s"][2] == pytest.approx(0.01e-3)
+    assert idle["by_tenth_of_run_s"][3] == pytest.approx(0.5e-3)
+    assert idle["by_tenth_of_run_s"][4] == pytest.approx(2e-3)
+    assert [round(g["ms"], 3) for g in idle["longest"]] == [2.0, 0.5, 0.01]
+    assert idle["longest"][0]["at_s"] == pytest.approx(0.004)
+    assert idle_gaps([(0.0, 1.0), (0.5, 2.0)]) == {"seconds": 0.0, "count": 0}
