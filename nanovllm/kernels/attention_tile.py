@@ -12,7 +12,9 @@ held whole and the result is exact: ``out = acc / exp_sum`` at the end.
 From an 8-bit cache (``FP8``, ``layers/fp8.py``) a row comes back as ``stored * s``, one
 scale per token and kv head. The scales never touch the rows: a key's scale multiplies its
 score after the product, a value's its weight before the product, and the 8-bit numbers go
-into ``tl.dot`` as they are, converted exactly to float16 (float32 for a float32 model).
+into ``tl.dot`` as they are, converted exactly to the query's dtype. The kernels make that
+float16 when the caller says the queries fit it (``float16_products``: e4m3 converts to float16
+in one instruction, to bfloat16 not).
 """
 
 from __future__ import annotations
@@ -39,11 +41,7 @@ def attend_tile(query, k_cache_ptr, v_cache_ptr, cache_rows, valid, visible, sca
     kv_offsets = cache_rows[:, None] * query.shape[1] + tl.arange(0, query.shape[1])[None, :]
     keys = tl.load(k_cache_ptr + kv_offsets, mask=valid[:, None], other=0.0)
     if FP8:
-        if query.dtype == tl.bfloat16:
-            # e4m3 converts to either exactly, to float16 in one instruction: the products
-            # run in float16 (Qwen3's normalised queries sit far inside its range)
-            query = query.to(tl.float16)
-        keys = keys.to(query.dtype)
+        keys = keys.to(query.dtype)  # exactly: e4m3 fits any 16-bit type
     scores = tl.dot(query, tl.trans(keys), input_precision=DOT_PRECISION) * scale
     if FP8:
         scores = scores * tl.load(k_scales_ptr + cache_rows, mask=valid, other=0.0)[None, :]
@@ -75,10 +73,10 @@ def attend_tile_swapped(query_t, k_cache_ptr, v_cache_ptr, cache_rows, valid, sc
                         v_scales_ptr, FP8: tl.constexpr):
     """``attend_tile`` with both products turned over, for a decode's few query rows:
     ``scores^T = K q^T`` and ``acc^T += V^T P^T``. The tile's keys and values become each
-    product's first operand, which Hopper's tensor cores take straight from registers (the
-    second comes from shared memory: a converted 8-bit tile would go there and back, and
-    16 query rows are too few for Hopper's products the other way round). ``query_t`` and
-    ``acc_t``: [HEAD_DIM, rows]; ``max_score``, ``exp_sum``: [rows]."""
+    product's first operand, which Hopper's warp-group products (``wgmma``) take from
+    registers; the usual way round, 16 query rows are too few for them, and Triton compiles
+    the older ``mma`` instead. Whether that is faster is for a GPU to say (``FP8_SWAP``).
+    ``query_t`` and ``acc_t``: [HEAD_DIM, rows]; ``max_score``, ``exp_sum``: [rows]."""
     dims = tl.arange(0, query_t.shape[0])
     keys = tl.load(k_cache_ptr + cache_rows[:, None] * query_t.shape[0] + dims[None, :],
                    mask=valid[:, None], other=0.0)  # [tokens, HEAD_DIM]

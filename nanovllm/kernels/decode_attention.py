@@ -52,6 +52,9 @@ DECODE_TILE = {"BLOCK_N": 128, "num_warps": 8, "num_stages": 2}
 # (the fastest of 24 settings on an H200,
 # source/_records/bench/h200-25406fc/exploration/fp8-decode-variants-25406fc.txt)
 FP8_DECODE_TILE = {"BLOCK_N": 128, "num_warps": 4, "num_stages": 3}
+# Whether an 8-bit cache's decode turns its products over (attend_tile_swapped); the tile
+# above was timed on the products the usual way round, the turned-over ones not yet.
+FP8_SWAP = True
 MAX_SPLITS = 32
 
 
@@ -66,7 +69,8 @@ def decode_attention_kernel(query_ptr, k_cache_ptr, v_cache_ptr, block_tables_pt
                             NUM_KV_HEADS: tl.constexpr, HEAD_DIM: tl.constexpr,
                             BLOCK_SIZE: tl.constexpr, GROUP_ROWS: tl.constexpr,
                             BLOCK_N: tl.constexpr, num_splits, DOT_PRECISION: tl.constexpr,
-                            SWAP: tl.constexpr, USE_PDL: tl.constexpr = False):
+                            SWAP: tl.constexpr, F16: tl.constexpr = False,
+                            USE_PDL: tl.constexpr = False):
     wait_for_inputs(USE_PDL)
     seq, kv_head = tl.program_id(0) // NUM_KV_HEADS, tl.program_id(0) % NUM_KV_HEADS
     split = tl.program_id(1)
@@ -78,6 +82,8 @@ def decode_attention_kernel(query_ptr, k_cache_ptr, v_cache_ptr, block_tables_pt
     query = tl.load(query_ptr + seq * q_token_stride + heads[:, None] * q_head_stride
                     + dims[None, :], mask=rows[:, None] < group, other=0.0)
     q_offsets = (seq * NUM_HEADS + heads[:, None]) * HEAD_DIM + dims[None, :]  # of out
+    if F16:  # an 8-bit cache's products in float16 (attention_tile.py)
+        query = query.to(tl.float16)
 
     # region tile-loop
     # This program's piece of the context: whole tiles, so that only the last one is ragged.
@@ -92,9 +98,6 @@ def decode_attention_kernel(query_ptr, k_cache_ptr, v_cache_ptr, block_tables_pt
     table_ptr = block_tables_ptr + seq * max_blocks_per_seq
     if SWAP:  # the products turned over (attend_tile_swapped); the rows' state transposed
         query, acc = tl.trans(query), tl.trans(acc)
-        if FP8:
-            if query.dtype == tl.bfloat16:  # as attend_tile: e4m3 -> float16 in one instruction
-                query = query.to(tl.float16)
     for tile_start in range(start, end, BLOCK_N):
         positions = tile_start + tl.arange(0, BLOCK_N)
         valid = positions < end
@@ -165,9 +168,12 @@ def decode_attention(query: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.
                             scale: float, num_splits: int | None = None,
                             k_scales: torch.Tensor | None = None,
                             v_scales: torch.Tensor | None = None,
-                            swap: bool | None = None) -> torch.Tensor:
+                            swap: bool | None = None,
+                            float16_products: bool = False) -> torch.Tensor:
     """``k_scales``, ``v_scales``: an 8-bit cache's (``layers/fp8.py``). ``swap``: the
-    products turned over (``attend_tile_swapped``); by default for an 8-bit cache only."""
+    products turned over (``attend_tile_swapped``); by default (``FP8_SWAP``) for an 8-bit
+    cache only. ``float16_products``: the queries fit float16 (normalised: Qwen3's), so a
+    bfloat16 model's products with an 8-bit cache may run in float16."""
     require_triton()
     num_seqs, num_heads, head_dim = query.shape
     _, block_size, num_kv_heads, _ = k_cache.shape
@@ -193,7 +199,8 @@ def decode_attention(query: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.
         NUM_KV_HEADS=num_kv_heads, HEAD_DIM=head_dim, BLOCK_SIZE=block_size, GROUP_ROWS=group_rows,
         BLOCK_N=tile["BLOCK_N"], num_splits=num_splits,
         DOT_PRECISION="ieee" if query.dtype == torch.float32 else "tf32",
-        SWAP=k_scales is not None if swap is None else swap,
+        SWAP=(FP8_SWAP and k_scales is not None) if swap is None else swap,
+        F16=float16_products and k_scales is not None and query.dtype == torch.bfloat16,
         num_warps=tile["num_warps"], num_stages=tile["num_stages"], **pdl_options())
     if num_splits > 1:
         combine_splits_kernel[(num_seqs * num_heads,)](

@@ -31,7 +31,7 @@ def prefill_attention_kernel(query_ptr, k_cache_ptr, v_cache_ptr, out_ptr, cu_se
                              NUM_HEADS: tl.constexpr, NUM_KV_HEADS: tl.constexpr,
                              HEAD_DIM: tl.constexpr, BLOCK_SIZE: tl.constexpr,
                              BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                             DOT_PRECISION: tl.constexpr):
+                             DOT_PRECISION: tl.constexpr, F16: tl.constexpr = False):
     tile = tl.program_id(0)
     seq = tl.program_id(1)
     head = tl.program_id(2)
@@ -49,6 +49,8 @@ def prefill_attention_kernel(query_ptr, k_cache_ptr, v_cache_ptr, out_ptr, cu_se
     query_positions = cached_len + rows
     q_offsets = ((query_start + rows[:, None]) * NUM_HEADS + head) * HEAD_DIM + dims[None, :]
     query = tl.load(query_ptr + q_offsets, mask=row_valid[:, None], other=0.0)
+    if F16:  # an 8-bit cache's products in float16 (attention_tile.py)
+        query = query.to(tl.float16)
 
     max_score = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
     exp_sum = tl.zeros([BLOCK_M], dtype=tl.float32)
@@ -75,8 +77,10 @@ def prefill_attention(query: torch.Tensor, k_cache: torch.Tensor, v_cache: torch
                              cu_seqlens_q: torch.Tensor, context_lens: torch.Tensor,
                              block_tables: torch.Tensor, scale: float,
                              max_query_len: int, k_scales: torch.Tensor | None = None,
-                             v_scales: torch.Tensor | None = None) -> torch.Tensor:
-    """``k_scales``, ``v_scales``: an 8-bit cache's (``layers/fp8.py``)."""
+                             v_scales: torch.Tensor | None = None,
+                             float16_products: bool = False) -> torch.Tensor:
+    """``k_scales``, ``v_scales``: an 8-bit cache's (``layers/fp8.py``);
+    ``float16_products``: as ``decode_attention``'s."""
     require_triton()
     num_tokens, num_heads, head_dim = query.shape
     _, block_size, num_kv_heads, _ = k_cache.shape
@@ -94,6 +98,8 @@ def prefill_attention(query: torch.Tensor, k_cache: torch.Tensor, v_cache: torch
         v_cache if v_scales is None else v_scales, FP8=k_scales is not None,
         NUM_HEADS=num_heads, NUM_KV_HEADS=num_kv_heads, HEAD_DIM=head_dim,
         BLOCK_SIZE=block_size, BLOCK_M=block_m, BLOCK_N=block_n,
-        DOT_PRECISION="ieee" if query.dtype == torch.float32 else "tf32", num_warps=4,
+        DOT_PRECISION="ieee" if query.dtype == torch.float32 else "tf32",
+        F16=float16_products and k_scales is not None and query.dtype == torch.bfloat16,
+        num_warps=4,
         num_stages=3)
     return out

@@ -42,7 +42,8 @@ def jit(kernel=None, **options):
 # Programmatic dependent launch (Hopper and later, ``Config.pdl``): a kernel launched with it
 # may start while the kernel before it is still running, so it must wait (``wait_for_inputs``)
 # before it reads anything an earlier kernel wrote, and before it ends. ``use_pdl`` turns it on
-# for every kernel of the engine's decode step; off, the kernels are launched as usual.
+# for every kernel of this module's callers that this process launches afterwards (one engine
+# a process: ``ModelRunner`` sets it, its ``close`` clears it); off, kernels launch as usual.
 PDL = {"on": False}
 
 

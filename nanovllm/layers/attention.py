@@ -121,9 +121,13 @@ def paged_attention(query: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.T
 
 
 class Attention(nn.Module):
-    def __init__(self, num_heads: int, num_kv_heads: int, head_dim: int):
+    def __init__(self, num_heads: int, num_kv_heads: int, head_dim: int,
+                 normalised_queries: bool = False):
         super().__init__()
         self.num_heads, self.num_kv_heads, self.head_dim = num_heads, num_kv_heads, head_dim
+        # queries RMS-normalised before attention (Qwen3's q_norm) stay within float16's
+        # range: an 8-bit cache's kernels may then multiply in float16
+        self.normalised_queries = normalised_queries
         self.scale = head_dim ** -0.5
         # Views into the model runner's one big cache tensor, attached once it is allocated
         # (and into its scales, for an 8-bit cache).
@@ -142,7 +146,8 @@ class Attention(nn.Module):
             return paged_attention(q, self.k_cache, self.v_cache, meta, self.scale,
                                    self.k_scales, self.v_scales)
         # endregion plain
-        scales = {"k_scales": self.k_scales, "v_scales": self.v_scales}
+        options = {"k_scales": self.k_scales, "v_scales": self.v_scales,
+                   "float16_products": self.normalised_queries}
         if self.k_scales is None:
             store_kvcache(k, v, self.k_cache, self.v_cache, meta.slot_mapping)
         else:
@@ -150,7 +155,7 @@ class Attention(nn.Module):
                               meta.slot_mapping)
         if meta.decode_only:
             return decode_attention(q, self.k_cache, self.v_cache, meta.block_tables,
-                                    meta.context_lens, self.scale, **scales)
+                                    meta.context_lens, self.scale, **options)
         return prefill_attention(q, self.k_cache, self.v_cache, meta.cu_seqlens_q,
                                  meta.context_lens, meta.block_tables, self.scale,
-                                 meta.max_query_len, **scales)
+                                 meta.max_query_len, **options)

@@ -46,7 +46,8 @@ class Qwen3Attention(nn.Module):
         # Qwen3 normalises every head's query and key before the rotation.
         self.q_norm = RMSNorm(config.head_dim, config.rms_norm_eps) if config.qk_norm else None
         self.k_norm = RMSNorm(config.head_dim, config.rms_norm_eps) if config.qk_norm else None
-        self.attn = Attention(self.num_heads, self.num_kv_heads, self.head_dim)
+        self.attn = Attention(self.num_heads, self.num_kv_heads, self.head_dim,
+                              normalised_queries=config.qk_norm)
 
     def forward(self, hidden: torch.Tensor, inputs: StepInputs) -> torch.Tensor:
         q_size, kv_size = self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim

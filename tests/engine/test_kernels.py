@@ -339,6 +339,46 @@ def test_decode_attention_kernel_reads_an_fp8_cache(dtype, num_splits, swap):
 
 
 @triton_here
+# bfloat16 products only on a GPU: Triton's interpreter converts e4m3 to bfloat16 wrongly
+@pytest.mark.parametrize("float16_products", [True, False] if ON_GPU else [True])
+@pytest.mark.parametrize("swap", [None, False])
+def test_a_bfloat16_model_reads_an_fp8_cache_in_either_16_bit_type(float16_products, swap):
+    """bfloat16 queries (the GPU's case; the CPU's other tests run float32): the products in
+    float16, when the model's queries are normalised, or in bfloat16; turned over (the
+    default) or not. And the default is turned over."""
+    assert decode_attention.FP8_SWAP is True
+    heads, _, head_dim, block_size, longest = SHAPES
+    context_lens = [1, block_size + 1, longest, 0]
+    k_cache, v_cache, tables, lens = paged_cache(len(context_lens), context_lens, torch.float32)
+    k, v, k_scales, v_scales = fp8_cache(k_cache, v_cache)
+    query = torch.randn(len(context_lens), heads, head_dim, device=DEVICE).to(torch.bfloat16)
+    cu = torch.arange(len(context_lens) + 1, dtype=torch.int32, device=DEVICE)
+    expected = paged_attention(query, k, v, metadata(cu, lens, tables, 1), head_dim ** -0.5,
+                               k_scales, v_scales)
+    actual = decode_attention.decode_attention(query, k, v, tables, lens, head_dim ** -0.5,
+                                               None, k_scales, v_scales, swap=swap,
+                                               float16_products=float16_products)
+    assert (actual.float() - expected.float()).abs().max().item() <= TOLERANCE[torch.bfloat16]
+    assert torch.equal(actual[-1], torch.zeros_like(actual[-1]))
+
+
+@pytest.mark.skipif(not ON_GPU, reason="Triton's interpreter converts e4m3 to bfloat16 wrongly")
+def test_queries_beyond_float16_keep_bfloat16_products():
+    """A model without normalised queries (Qwen2, Llama) may have queries past 65,504: in
+    bfloat16 products they stay finite."""
+    heads, _, head_dim, block_size, _ = SHAPES
+    k_cache, v_cache, tables, lens = paged_cache(1, [block_size + 3], torch.float32)
+    k, v, k_scales, v_scales = fp8_cache(k_cache, v_cache)
+    query = torch.randn(1, heads, head_dim, device=DEVICE) * 1e-3
+    query[0, 0, 0] = 7e4
+    query = query.to(torch.bfloat16)
+    for swap in (None, False):
+        out = decode_attention.decode_attention(query, k, v, tables, lens, head_dim ** -0.5, 1,
+                                                k_scales, v_scales, swap=swap)
+        assert out.float().isfinite().all(), swap
+
+
+@triton_here
 @pytest.mark.parametrize("size", [1.0, 1e-3])
 def test_a_float16_model_keeps_small_values_from_an_fp8_cache(size):
     """Weights times value scales (max|v| / 448) would be float16 subnormals for small values;
@@ -472,6 +512,48 @@ def test_gemv_splits_until_the_programs_about_fill_the_gpu():
     assert gemv.gemv_config(1024, 3072, 132) == (32, 128, 4)  # down
     assert gemv.gemv_config(151936, 1024, 132) == (32, 128, 1)  # the LM head: 4,748
     assert gemv.gemv_config(1024, 512, 132) == (32, 128, 2)  # 256 inputs a split at least
+
+
+@triton_here
+def test_every_kernel_of_a_decode_step_launches_with_pdl_when_it_is_on(monkeypatch):
+    """``Config.pdl``: each wrapper passes its kernel USE_PDL and Triton's ``launch_pdl``
+    (``tests/engine/test_pdl.py`` checks the kernels' PTX). The kernels are not run here."""
+    rotary_module = qk_norm_rotary
+    launches = {}
+
+    def spy(module, name):
+        monkeypatch.setattr(module, name, type("Spy", (), {"__getitem__": lambda self, grid: (
+            lambda *args, **options: launches.setdefault(name, options))})())
+
+    for module, name in [(gemv, "gemv_kernel"), (gemv, "add_splits_kernel"),
+                         (decode_attention, "decode_attention_kernel"),
+                         (decode_attention, "combine_splits_kernel"),
+                         (store_kvcache, "store_kvcache_kernel"),
+                         (store_kvcache, "store_kvcache_fp8_kernel"),
+                         (rotary_module, "qk_norm_rotary_kernel"), (sample, "race_kernel")]:
+        spy(module, name)
+    heads, kv_heads, head_dim, block_size, _ = SHAPES
+    triton_support.use_pdl(True)
+    try:
+        x, weight = torch.randn(1, 1024), torch.randn(64, 1024)
+        gemv.gemv(x, weight, config=(32, 128, 4))  # split: the additions too
+        k_cache, v_cache, tables, lens = paged_cache(1, [40], torch.float32)
+        query = torch.randn(1, heads, head_dim)
+        decode_attention.decode_attention(query, k_cache, v_cache, tables, lens, 1.0,
+                                          num_splits=2)
+        rows = torch.randn(1, kv_heads, head_dim)
+        slots = torch.zeros(1, dtype=torch.long)
+        store_kvcache.store_kvcache(rows, rows, k_cache, v_cache, slots)
+        store_kvcache.store_kvcache_fp8(rows, rows, *fp8_cache(k_cache, v_cache), slots)
+        table = torch.zeros(8, head_dim // 2)
+        rotary_module.qk_norm_rotary(slots, query, rows, table, table, None, None, 1e-6)
+        sample.race_triton(torch.randn(1, 100), torch.ones(1), torch.zeros(1, dtype=torch.long))
+    finally:
+        triton_support.use_pdl(False)
+    assert len(launches) == 8, sorted(launches)
+    for name, options in launches.items():
+        assert options.get("USE_PDL") is True and options.get("launch_pdl") is True, name
+    assert triton_support.pdl_options() == {"USE_PDL": False}
 
 
 def test_use_gemv_zero_gives_the_layers_f_linear_back():
