@@ -169,5 +169,4 @@ def settings(engine: LLMEngine, variant: str) -> dict:
             "gemv": on_gpu and runner.dtype in (torch.bfloat16, torch.float16)
             and any("product" in vars(m) for m in runner.model.modules()),
             "decode_tile": dict(decode_attention.DECODE_TILE if runner.cache_dtype != FP8
-                                else decode_attention.FP8_DECODE_TILE),
-            "decode_swap": runner.cache_dtype == FP8 and decode_attention.FP8_SWAP}
+                                else decode_attention.FP8_DECODE_TILE)}

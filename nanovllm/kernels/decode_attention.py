@@ -33,7 +33,7 @@ import functools
 
 import torch
 
-from nanovllm.kernels.attention_tile import attend_tile, attend_tile_swapped, tile_rows
+from nanovllm.kernels.attention_tile import attend_tile, tile_rows
 from nanovllm.kernels.triton_support import (
     jit,
     pdl_options,
@@ -52,9 +52,6 @@ DECODE_TILE = {"BLOCK_N": 128, "num_warps": 8, "num_stages": 2}
 # (the fastest of 24 settings on an H200,
 # source/_records/bench/h200-25406fc/exploration/fp8-decode-variants-25406fc.txt)
 FP8_DECODE_TILE = {"BLOCK_N": 128, "num_warps": 4, "num_stages": 3}
-# Whether an 8-bit cache's decode turns its products over (attend_tile_swapped); the tile
-# above was timed on the products the usual way round, the turned-over ones not yet.
-FP8_SWAP = True
 MAX_SPLITS = 32
 
 
@@ -69,7 +66,7 @@ def decode_attention_kernel(query_ptr, k_cache_ptr, v_cache_ptr, block_tables_pt
                             NUM_KV_HEADS: tl.constexpr, HEAD_DIM: tl.constexpr,
                             BLOCK_SIZE: tl.constexpr, GROUP_ROWS: tl.constexpr,
                             BLOCK_N: tl.constexpr, num_splits, DOT_PRECISION: tl.constexpr,
-                            SWAP: tl.constexpr, F16: tl.constexpr = False,
+                            F16: tl.constexpr = False,
                             USE_PDL: tl.constexpr = False):
     wait_for_inputs(USE_PDL)
     seq, kv_head = tl.program_id(0) // NUM_KV_HEADS, tl.program_id(0) % NUM_KV_HEADS
@@ -96,23 +93,14 @@ def decode_attention_kernel(query_ptr, k_cache_ptr, v_cache_ptr, block_tables_pt
     exp_sum = tl.zeros([GROUP_ROWS], dtype=tl.float32)
     acc = tl.zeros([GROUP_ROWS, HEAD_DIM], dtype=tl.float32)
     table_ptr = block_tables_ptr + seq * max_blocks_per_seq
-    if SWAP:  # the products turned over (attend_tile_swapped); the rows' state transposed
-        query, acc = tl.trans(query), tl.trans(acc)
     for tile_start in range(start, end, BLOCK_N):
         positions = tile_start + tl.arange(0, BLOCK_N)
         valid = positions < end
         cache_rows = tile_rows(table_ptr, positions, valid, kv_head, BLOCK_SIZE, NUM_KV_HEADS)
-        if SWAP:
-            max_score, exp_sum, acc = attend_tile_swapped(
-                query, k_cache_ptr, v_cache_ptr, cache_rows, valid, scale, max_score, exp_sum,
-                acc, DOT_PRECISION, k_scales_ptr, v_scales_ptr, FP8)
-        else:
-            max_score, exp_sum, acc = attend_tile(query, k_cache_ptr, v_cache_ptr, cache_rows,
-                                                  valid, valid[None, :], scale, max_score,
-                                                  exp_sum, acc, DOT_PRECISION, k_scales_ptr,
-                                                  v_scales_ptr, FP8)
-    if SWAP:
-        acc = tl.trans(acc)
+        max_score, exp_sum, acc = attend_tile(query, k_cache_ptr, v_cache_ptr, cache_rows,
+                                              valid, valid[None, :], scale, max_score,
+                                              exp_sum, acc, DOT_PRECISION, k_scales_ptr,
+                                              v_scales_ptr, FP8)
     # endregion tile-loop
 
     # An empty piece (or a padding row with context 0) has acc = 0 and exp_sum = 0: out = 0.
@@ -168,12 +156,10 @@ def decode_attention(query: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.
                             scale: float, num_splits: int | None = None,
                             k_scales: torch.Tensor | None = None,
                             v_scales: torch.Tensor | None = None,
-                            swap: bool | None = None,
                             float16_products: bool = False) -> torch.Tensor:
-    """``k_scales``, ``v_scales``: an 8-bit cache's (``layers/fp8.py``). ``swap``: the
-    products turned over (``attend_tile_swapped``); by default (``FP8_SWAP``) for an 8-bit
-    cache only. ``float16_products``: the queries fit float16 (normalised: Qwen3's), so a
-    bfloat16 model's products with an 8-bit cache may run in float16."""
+    """``k_scales``, ``v_scales``: an 8-bit cache's (``layers/fp8.py``).
+    ``float16_products``: the queries fit float16 (normalised: Qwen3's), so a bfloat16 model's
+    products with an 8-bit cache may run in float16."""
     require_triton()
     num_seqs, num_heads, head_dim = query.shape
     _, block_size, num_kv_heads, _ = k_cache.shape
@@ -199,7 +185,6 @@ def decode_attention(query: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.
         NUM_KV_HEADS=num_kv_heads, HEAD_DIM=head_dim, BLOCK_SIZE=block_size, GROUP_ROWS=group_rows,
         BLOCK_N=tile["BLOCK_N"], num_splits=num_splits,
         DOT_PRECISION="ieee" if query.dtype == torch.float32 else "tf32",
-        SWAP=(FP8_SWAP and k_scales is not None) if swap is None else swap,
         F16=float16_products and k_scales is not None and query.dtype == torch.bfloat16,
         num_warps=tile["num_warps"], num_stages=tile["num_stages"], **pdl_options())
     if num_splits > 1:

@@ -195,8 +195,7 @@ def test_qk_norm_rotary_kernel_matches_reference(dtype, qk_norm, position_dtype,
 @triton_here
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("num_splits", [None, 1, 3])  # None: the kernel's own choice
-@pytest.mark.parametrize("swap", [False, True])  # the products turned over, or not
-def test_decode_attention_kernel_matches_reference(dtype, num_splits, swap):
+def test_decode_attention_kernel_matches_reference(dtype, num_splits):
     heads, _, head_dim, block_size, longest = SHAPES
     # context 0 is a padding row of a CUDA-graph batch: it must come out as zeros, not NaN
     context_lens = [1, block_size, block_size + 1, longest, 7, longest // 2, 0]
@@ -206,10 +205,9 @@ def test_decode_attention_kernel_matches_reference(dtype, num_splits, swap):
     cu = torch.arange(len(context_lens) + 1, dtype=torch.int32, device=DEVICE)
     expected = paged_attention(query, k_cache, v_cache, metadata(cu, lens, tables, 1), scale)
     actual = decode_attention.decode_attention(query, k_cache, v_cache, tables, lens, scale,
-                                               num_splits=num_splits, swap=swap)
+                                               num_splits=num_splits)
     difference = (actual.float() - expected.float()).abs().max().item()
-    print(f"decode {dtype}, splits {num_splits}, swap {swap}: max |triton - torch| = "
-          f"{difference:.2e}")
+    print(f"decode {dtype}, splits {num_splits}: max |triton - torch| = {difference:.2e}")
     assert difference <= TOLERANCE[dtype]
     assert torch.equal(actual[-1], torch.zeros_like(actual[-1]))
     # the query as the model passes it: a view into the fused QKV output, read in place
@@ -219,8 +217,7 @@ def test_decode_attention_kernel_matches_reference(dtype, num_splits, swap):
     view = view.view(-1, heads, head_dim)
     assert not view.is_contiguous()
     assert torch.equal(decode_attention.decode_attention(view, k_cache, v_cache, tables, lens,
-                                                         scale, num_splits=num_splits,
-                                                         swap=swap), actual)
+                                                         scale, num_splits=num_splits), actual)
 
 
 def test_split_count_fills_the_gpu_and_depends_on_batch_size_only():
@@ -317,8 +314,7 @@ def test_store_kvcache_fp8_kernel_stores_the_same_bits_as_the_reference(dtype):
 @triton_here
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("num_splits", [None, 1, 3])
-@pytest.mark.parametrize("swap", [None, False])  # None: the default for fp8, turned over
-def test_decode_attention_kernel_reads_an_fp8_cache(dtype, num_splits, swap):
+def test_decode_attention_kernel_reads_an_fp8_cache(dtype, num_splits):
     heads, _, head_dim, block_size, longest = SHAPES
     context_lens = [1, block_size, block_size + 1, longest, 7, longest // 2, 0]
     k_cache, v_cache, tables, lens = paged_cache(len(context_lens), context_lens, dtype)
@@ -329,7 +325,7 @@ def test_decode_attention_kernel_reads_an_fp8_cache(dtype, num_splits, swap):
     expected = paged_attention(query, k, v, metadata(cu, lens, tables, 1), scale, k_scales,
                                v_scales)
     actual = decode_attention.decode_attention(query, k, v, tables, lens, scale, num_splits,
-                                               k_scales, v_scales, swap=swap)
+                                               k_scales, v_scales)
     assert (actual.float() - expected.float()).abs().max().item() <= TOLERANCE[dtype]
     assert torch.equal(actual[-1], torch.zeros_like(actual[-1]))
     # and the 8-bit cache is what it reads: the same cache in full precision differs
@@ -341,12 +337,9 @@ def test_decode_attention_kernel_reads_an_fp8_cache(dtype, num_splits, swap):
 @triton_here
 # bfloat16 products only on a GPU: Triton's interpreter converts e4m3 to bfloat16 wrongly
 @pytest.mark.parametrize("float16_products", [True, False] if ON_GPU else [True])
-@pytest.mark.parametrize("swap", [None, False])
-def test_a_bfloat16_model_reads_an_fp8_cache_in_either_16_bit_type(float16_products, swap):
+def test_a_bfloat16_model_reads_an_fp8_cache_in_either_16_bit_type(float16_products):
     """bfloat16 queries (the GPU's case; the CPU's other tests run float32): the products in
-    float16, when the model's queries are normalised, or in bfloat16; turned over (the
-    default) or not. And the default is turned over."""
-    assert decode_attention.FP8_SWAP is True
+    float16, when the model's queries are normalised, or in bfloat16."""
     heads, _, head_dim, block_size, longest = SHAPES
     context_lens = [1, block_size + 1, longest, 0]
     k_cache, v_cache, tables, lens = paged_cache(len(context_lens), context_lens, torch.float32)
@@ -356,7 +349,7 @@ def test_a_bfloat16_model_reads_an_fp8_cache_in_either_16_bit_type(float16_produ
     expected = paged_attention(query, k, v, metadata(cu, lens, tables, 1), head_dim ** -0.5,
                                k_scales, v_scales)
     actual = decode_attention.decode_attention(query, k, v, tables, lens, head_dim ** -0.5,
-                                               None, k_scales, v_scales, swap=swap,
+                                               None, k_scales, v_scales,
                                                float16_products=float16_products)
     assert (actual.float() - expected.float()).abs().max().item() <= TOLERANCE[torch.bfloat16]
     assert torch.equal(actual[-1], torch.zeros_like(actual[-1]))
@@ -372,10 +365,9 @@ def test_queries_beyond_float16_keep_bfloat16_products():
     query = torch.randn(1, heads, head_dim, device=DEVICE) * 1e-3
     query[0, 0, 0] = 7e4
     query = query.to(torch.bfloat16)
-    for swap in (None, False):
-        out = decode_attention.decode_attention(query, k, v, tables, lens, head_dim ** -0.5, 1,
-                                                k_scales, v_scales, swap=swap)
-        assert out.float().isfinite().all(), swap
+    out = decode_attention.decode_attention(query, k, v, tables, lens, head_dim ** -0.5, 1,
+                                            k_scales, v_scales)
+    assert out.float().isfinite().all()
 
 
 @triton_here
