@@ -52,8 +52,6 @@ class Config:
     # schedule step N+1 while step N runs (engine/overlap.py); "auto": on a GPU, one process
     overlap_steps: bool | str = "auto"
     gemv_max_rows: int = 16  # GPU: products of at most this many rows in kernels/gemv.py
-    # Hopper GPUs: the Triton kernels start while the one before finishes (triton_support.py)
-    pdl: bool = False
     dtype: str = "auto"
     kv_cache_dtype: str = "auto"  # "fp8": keys and values in 8 bits (layers/fp8.py)
     device: str = "auto"
@@ -94,7 +92,6 @@ class Config:
                     "cpu_kvcache_gib", self.cpu_kvcache_gib, "a number > 0 (GiB)")
         check_field(self.dtype in ("auto", "float32", "float16", "bfloat16"), "dtype",
                     self.dtype, "one of 'auto', 'float32', 'float16', 'bfloat16'")
-        check_field(self.pdl is True or self.pdl is False, "pdl", self.pdl, "True or False")
         check_field(self.kv_cache_dtype in ("auto", "fp8"), "kv_cache_dtype",
                     self.kv_cache_dtype, "'auto' (the model's dtype) or 'fp8' (float8 e4m3 "
                     "with a scale per token and kv head)")

@@ -45,9 +45,6 @@ def add_bench(commands) -> None:
     parser.add_argument("--gemv-max-rows", type=int, default=None,
                         help="GPU: products of at most N rows in kernels/gemv.py (0: off; "
                              "default: Config's)")
-    parser.add_argument("--pdl", action="store_true",
-                        help="Hopper GPUs: programmatic dependent launch of the Triton kernels "
-                             "(kernels/triton_support.py)")
     parser.add_argument("--dtype", default="auto",
                         choices=["auto", "float32", "float16", "bfloat16"],
                         help="the model's numbers (auto: the checkpoint's; float32 on a CPU)")
@@ -121,7 +118,7 @@ def run_one(args) -> None:
                   enable_prefix_caching=not args.no_prefix_caching,
                   enable_chunked_prefill=not args.no_chunked_prefill,
                   overlap_steps={"on": True, "off": False}.get(args.overlap_steps, "auto"),
-                  kv_cache_dtype=args.kv_cache_dtype, dtype=args.dtype, pdl=args.pdl)
+                  kv_cache_dtype=args.kv_cache_dtype, dtype=args.dtype)
     if args.gemv_max_rows is not None:
         config["gemv_max_rows"] = args.gemv_max_rows
     if args.max_num_batched_tokens:

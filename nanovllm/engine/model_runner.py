@@ -33,7 +33,6 @@ from nanovllm.engine.parallel import fewest_across_group
 from nanovllm.engine.scoring import prompt_scorer
 from nanovllm.engine.torch_compile import compile_small_ops
 from nanovllm.kernels.gemv import use_gemv
-from nanovllm.kernels.triton_support import use_pdl
 from nanovllm.layers.attention import StepInputs
 from nanovllm.layers.fp8 import FP8
 from nanovllm.layers.linear import Shard
@@ -101,10 +100,6 @@ class ModelRunner:
         if self.device.type == "cuda" and config.block_size < 16:
             raise ValueError(f"block_size={config.block_size} is invalid on a GPU: the GPU "
                              f"kernels are tested and measured at block_size >= 16 only")
-        on_gpu = self.device.type == "cuda"
-        if config.pdl and not (on_gpu and torch.cuda.get_device_capability(self.device)[0] >= 9):
-            raise ValueError("pdl=True is invalid here: programmatic dependent launch needs an "
-                             "NVIDIA GPU of compute capability 9.0 or later (Hopper)")
         self.dtype = resolve_dtype(config.dtype, model_config, self.device)
         self.cache_dtype = FP8 if config.kv_cache_dtype == "fp8" else self.dtype
         with default_dtype(self.dtype), torch.device(self.device):
@@ -113,7 +108,7 @@ class ModelRunner:
         self.model.eval()
         self.sampler = Sampler()
         self.random_keys = np.random.default_rng(config.seed)  # for requests without a seed
-        use_pdl(config.pdl)  # every kernel this process launches from now on, until close()
+        on_gpu = self.device.type == "cuda"
         self.fast = FastInputs(self.block_size) if on_gpu else None
         if on_gpu and config.enable_torch_compile:
             compile_small_ops(self.model)
@@ -148,8 +143,6 @@ class ModelRunner:
         """Give the memory back now (weights, KV cache, graphs), not whenever the garbage
         collector gets to it, so that another engine can start in this process."""
         self.graphs = self.model = self.kv_cache = None
-        if self.config.pdl:
-            use_pdl(False)
         if torch.cuda.is_initialized():
             gc.collect()  # and what only the cycle collector would free
             torch.cuda.empty_cache()

@@ -34,14 +34,7 @@ import functools
 import torch
 
 from nanovllm.kernels.attention_tile import attend_tile, tile_rows
-from nanovllm.kernels.triton_support import (
-    jit,
-    pdl_options,
-    require_triton,
-    tl,
-    triton,
-    wait_for_inputs,
-)
+from nanovllm.kernels.triton_support import jit, require_triton, tl, triton
 
 # How the kernel walks a 16-bit cache: BLOCK_N tokens per loop step (128 tokens x 128 dims x
 # 2 bytes = 32 KiB of keys and as much of values), warps per program, and how many loop
@@ -66,9 +59,7 @@ def decode_attention_kernel(query_ptr, k_cache_ptr, v_cache_ptr, block_tables_pt
                             NUM_KV_HEADS: tl.constexpr, HEAD_DIM: tl.constexpr,
                             BLOCK_SIZE: tl.constexpr, GROUP_ROWS: tl.constexpr,
                             BLOCK_N: tl.constexpr, num_splits, DOT_PRECISION: tl.constexpr,
-                            F16: tl.constexpr = False,
-                            USE_PDL: tl.constexpr = False):
-    wait_for_inputs(USE_PDL)
+                            F16: tl.constexpr = False):
     seq, kv_head = tl.program_id(0) // NUM_KV_HEADS, tl.program_id(0) % NUM_KV_HEADS
     split = tl.program_id(1)
     group = NUM_HEADS // NUM_KV_HEADS  # query heads that read this kv head
@@ -117,9 +108,7 @@ def decode_attention_kernel(query_ptr, k_cache_ptr, v_cache_ptr, block_tables_pt
 
 @jit
 def combine_splits_kernel(split_out_ptr, split_lse_ptr, out_ptr, num_splits,
-                          HEAD_DIM: tl.constexpr, MAX_SPLITS: tl.constexpr,
-                          USE_PDL: tl.constexpr = False):
-    wait_for_inputs(USE_PDL)
+                          HEAD_DIM: tl.constexpr, MAX_SPLITS: tl.constexpr):
     row = tl.program_id(0)  # one (sequence, query head)
     splits = tl.arange(0, MAX_SPLITS)
     dims = tl.arange(0, HEAD_DIM)
@@ -186,9 +175,8 @@ def decode_attention(query: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.
         BLOCK_N=tile["BLOCK_N"], num_splits=num_splits,
         DOT_PRECISION="ieee" if query.dtype == torch.float32 else "tf32",
         F16=float16_products and k_scales is not None and query.dtype == torch.bfloat16,
-        num_warps=tile["num_warps"], num_stages=tile["num_stages"], **pdl_options())
+        num_warps=tile["num_warps"], num_stages=tile["num_stages"])
     if num_splits > 1:
         combine_splits_kernel[(num_seqs * num_heads,)](
-            split_out, split_lse, out, num_splits, HEAD_DIM=head_dim, MAX_SPLITS=MAX_SPLITS,
-            **pdl_options())
+            split_out, split_lse, out, num_splits, HEAD_DIM=head_dim, MAX_SPLITS=MAX_SPLITS)
     return out

@@ -27,15 +27,7 @@ import functools
 import torch
 import torch.nn.functional as F
 
-from nanovllm.kernels.triton_support import (
-    jit,
-    pdl_options,
-    prefetch_to_l2,
-    require_triton,
-    tl,
-    triton,
-    wait_for_inputs,
-)
+from nanovllm.kernels.triton_support import jit, require_triton, tl, triton
 
 MAX_ROWS = 16  # rows padded to 16 for tl.dot
 # Tiles, warps and pipeline depth: one setting for every product of Qwen3-0.6B, within 4% of
@@ -47,22 +39,11 @@ GEMV_TILE = {"BLOCK_N": 32, "BLOCK_K": 128, "num_warps": 4, "num_stages": 4}
 @jit
 def gemv_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, M, N, K, x_stride, w_stride,
                 ROWS: tl.constexpr, K_PER_SPLIT: tl.constexpr, BLOCK_N: tl.constexpr,
-                BLOCK_K: tl.constexpr, HAS_BIAS: tl.constexpr, DOT_PRECISION: tl.constexpr,
-                LINES: tl.constexpr, USE_PDL: tl.constexpr = False):
+                BLOCK_K: tl.constexpr, HAS_BIAS: tl.constexpr, DOT_PRECISION: tl.constexpr):
     # Program (n, s): outputs [n * BLOCK_N, (n + 1) * BLOCK_N), inputs of split s. With
     # one split, out_ptr is the output; with several, a float32 [splits, M, N] of partials.
     columns = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     split = tl.program_id(1)
-    if USE_PDL:
-        # No earlier kernel writes the weights: bring this program's into L2 (LINES lines of
-        # 128 bytes a row) while the kernel before finishes, then wait for x.
-        per_line = 128 // (w_ptr.dtype.element_ty.primitive_bitwidth // 8)
-        line_ks = split * K_PER_SPLIT + tl.arange(0, LINES) * per_line
-        inside = ((columns[:, None] < N) & (line_ks[None, :] < K)
-                  & (tl.arange(0, LINES)[None, :] * per_line < K_PER_SPLIT))
-        prefetch_to_l2(tl.where(inside, w_ptr + columns[:, None].to(tl.int64) * w_stride
-                                + line_ks[None, :], w_ptr))
-    wait_for_inputs(USE_PDL)
     rows = tl.arange(0, ROWS)
     acc = tl.zeros((ROWS, BLOCK_N), dtype=tl.float32)
     for start in range(0, K_PER_SPLIT, BLOCK_K):
@@ -81,9 +62,8 @@ def gemv_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, M, N, K, x_stride, w_stride,
 
 @jit
 def add_splits_kernel(partial_ptr, bias_ptr, out_ptr, M, N, SPLITS: tl.constexpr,
-                      HAS_BIAS: tl.constexpr, BLOCK: tl.constexpr, USE_PDL: tl.constexpr = False):
+                      HAS_BIAS: tl.constexpr, BLOCK: tl.constexpr):
     # The partial sums of BLOCK outputs, added split after split (always in that order).
-    wait_for_inputs(USE_PDL)
     index = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     inside = index < M * N
     acc = tl.zeros([BLOCK], dtype=tl.float32)
@@ -130,13 +110,12 @@ def gemv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
         ROWS=MAX_ROWS, K_PER_SPLIT=k_per_split, BLOCK_N=block_n, BLOCK_K=block_k,
         HAS_BIAS=has_bias,
         DOT_PRECISION="ieee" if x.dtype == torch.float32 else "tf32",  # as the attention's
-        LINES=triton.next_power_of_2(triton.cdiv(k_per_split * weight.element_size(), 128)),
-        num_warps=GEMV_TILE["num_warps"], num_stages=GEMV_TILE["num_stages"], **pdl_options())
+        num_warps=GEMV_TILE["num_warps"], num_stages=GEMV_TILE["num_stages"])
     if split > 1:
         block = 1024
         add_splits_kernel[(triton.cdiv(m * n, block),)](
             partial, bias if bias is not None else x, out, m, n, SPLITS=split,
-            HAS_BIAS=bias is not None, BLOCK=block, **pdl_options())
+            HAS_BIAS=bias is not None, BLOCK=block)
     return out
 
 

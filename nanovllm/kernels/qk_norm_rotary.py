@@ -28,14 +28,7 @@ from __future__ import annotations
 
 import torch
 
-from nanovllm.kernels.triton_support import (
-    jit,
-    pdl_options,
-    require_triton,
-    tl,
-    triton,
-    wait_for_inputs,
-)
+from nanovllm.kernels.triton_support import jit, require_triton, tl, triton
 
 
 @jit
@@ -71,10 +64,8 @@ def qk_norm_rotary_kernel(q_ptr, k_ptr, positions_ptr, cos_ptr, sin_ptr,
                           q_token_stride, q_head_stride, k_token_stride, k_head_stride, eps,
                           Q_HEADS: tl.constexpr, Q_HEADS_POW2: tl.constexpr,
                           K_HEADS: tl.constexpr, K_HEADS_POW2: tl.constexpr,
-                          HALF: tl.constexpr, HAS_NORM: tl.constexpr,
-                          USE_PDL: tl.constexpr = False):
+                          HALF: tl.constexpr, HAS_NORM: tl.constexpr):
     # One program per token: its angles, then all its query heads, then all its key heads.
-    wait_for_inputs(USE_PDL)
     token = tl.program_id(0).to(tl.int64)  # token * stride may pass 2**31 in long prefills
     position = tl.load(positions_ptr + token)
     columns = tl.arange(0, HALF)[None, :]  # [1, HALF]: broadcast over the heads
@@ -116,4 +107,4 @@ def qk_norm_rotary(positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor,
         q.stride(0), q.stride(1), k.stride(0), k.stride(1), eps,
         Q_HEADS=num_heads, Q_HEADS_POW2=triton.next_power_of_2(num_heads),
         K_HEADS=num_kv_heads, K_HEADS_POW2=triton.next_power_of_2(num_kv_heads),
-        HALF=half, HAS_NORM=has_norm, **pdl_options())
+        HALF=half, HAS_NORM=has_norm)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 
 from nanovllm.kernels.decode_attention import multiprocessor_count
-from nanovllm.kernels.triton_support import jit, pdl_options, require_triton, tl, wait_for_inputs
+from nanovllm.kernels.triton_support import jit, require_triton, tl
 
 UNIFORM_BITS = 23  # float32 holds (2**23 - 1) + 0.5 exactly: U is never rounded to 1
 BLOCK_V = 2048  # tokens a program handles per iteration
@@ -47,12 +47,10 @@ def race_step(row_ptr, tokens, randoms, scale, vocab_size, best_score, best_toke
 @jit
 def race_kernel(logits_ptr, scales_ptr, keys_ptr, best_score_ptr, best_token_ptr,
                 vocab_size, logits_stride, piece_len,
-                BLOCK_V: tl.constexpr, UNIFORM_BITS: tl.constexpr,
-                USE_PDL: tl.constexpr = False):
+                BLOCK_V: tl.constexpr, UNIFORM_BITS: tl.constexpr):
     # Program (row, piece) runs the race over tokens [piece * piece_len, +piece_len) of
     # its row and writes the best score and token; the caller picks among the pieces.
     # Lane i of an iteration looks at the 4 tokens of one Philox counter: 4c, ..., 4c + 3.
-    wait_for_inputs(USE_PDL)
     row, piece = tl.program_id(0), tl.program_id(1)
     scale = tl.load(scales_ptr + row)
     key = tl.load(keys_ptr + row)
@@ -91,6 +89,6 @@ def race_triton(logits: torch.Tensor, scales: torch.Tensor, keys: torch.Tensor) 
     best_token = torch.empty(rows, pieces, dtype=torch.int32, device=logits.device)
     race_kernel[(rows, pieces)](logits, scales, keys, best_score, best_token, vocab_size,
                                 logits.stride(0), piece_len, BLOCK_V=BLOCK_V,
-                                UNIFORM_BITS=UNIFORM_BITS, num_warps=8, **pdl_options())
+                                UNIFORM_BITS=UNIFORM_BITS, num_warps=8)
     winner = best_score.argmax(dim=1, keepdim=True)  # the first piece wins ties
     return best_token.gather(1, winner).squeeze(1).long()

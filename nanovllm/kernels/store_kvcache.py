@@ -7,23 +7,14 @@ from __future__ import annotations
 
 import torch
 
-from nanovllm.kernels.triton_support import (
-    jit,
-    pdl_options,
-    require_triton,
-    tl,
-    triton,
-    wait_for_inputs,
-)
+from nanovllm.kernels.triton_support import jit, require_triton, tl, triton
 
 
 @jit
 def store_kvcache_kernel(key_ptr, value_ptr, k_cache_ptr, v_cache_ptr, slot_mapping_ptr,
                          key_stride, value_stride,
-                         ROW: tl.constexpr, ROW_POW2: tl.constexpr,
-                         USE_PDL: tl.constexpr = False):
+                         ROW: tl.constexpr, ROW_POW2: tl.constexpr):
     # One program per token: copy its row of ROW = kv_heads * head_dim numbers.
-    wait_for_inputs(USE_PDL)  # before any early return too
     token = tl.program_id(0)
     slot = tl.load(slot_mapping_ptr + token).to(tl.int64)  # slot * ROW may pass 2**31
     if slot < 0:  # a padding token: nothing to store
@@ -48,7 +39,7 @@ def store_kvcache(key: torch.Tensor, value: torch.Tensor, k_cache: torch.Tensor,
     row = num_kv_heads * head_dim
     store_kvcache_kernel[(num_tokens,)](
         key, value, k_cache, v_cache, slot_mapping, key.stride(0), value.stride(0),
-        ROW=row, ROW_POW2=triton.next_power_of_2(row), **pdl_options())
+        ROW=row, ROW_POW2=triton.next_power_of_2(row))
 
 
 @jit
@@ -95,8 +86,7 @@ def store_rows_fp8(rows_ptr, stride, cache_ptr, scales_ptr, token, slot,
 def store_kvcache_fp8_kernel(key_ptr, value_ptr, k_cache_ptr, v_cache_ptr, k_scales_ptr,
                              v_scales_ptr, slot_mapping_ptr, key_stride, value_stride,
                              HEADS: tl.constexpr, HEADS_POW2: tl.constexpr,
-                             HEAD_DIM: tl.constexpr, USE_PDL: tl.constexpr = False):
-    wait_for_inputs(USE_PDL)  # before any early return too
+                             HEAD_DIM: tl.constexpr):
     token = tl.program_id(0)  # one program per token
     slot = tl.load(slot_mapping_ptr + token).to(tl.int64)
     if slot < 0:
@@ -121,4 +111,4 @@ def store_kvcache_fp8(key: torch.Tensor, value: torch.Tensor, k_cache: torch.Ten
     store_kvcache_fp8_kernel[(num_tokens,)](
         key, value, k_cache, v_cache, k_scales, v_scales, slot_mapping, key.stride(0),
         value.stride(0), HEADS=num_kv_heads, HEADS_POW2=triton.next_power_of_2(num_kv_heads),
-        HEAD_DIM=head_dim, **pdl_options())
+        HEAD_DIM=head_dim)

@@ -8,8 +8,6 @@ without a GPU). Elsewhere ``jit`` leaves a kernel a plain function nothing launc
 ``tl`` is ``None`` (kernel files use ``from __future__ import annotations``).
 """
 
-from __future__ import annotations
-
 import importlib
 import os
 
@@ -37,40 +35,6 @@ def jit(kernel=None, **options):
     if kernel is None:
         return lambda function: jit(function, **options)
     return triton.jit(kernel, **options) if triton is not None else kernel
-
-
-# Programmatic dependent launch (Hopper and later, ``Config.pdl``): a kernel launched with it
-# may start while the kernel before it is still running, so it must wait (``wait_for_inputs``)
-# before it reads anything an earlier kernel wrote, and before it ends. ``use_pdl`` turns it on
-# for every kernel of this module's callers that this process launches afterwards (one engine
-# a process: ``ModelRunner`` sets it, its ``close`` clears it); off, kernels launch as usual.
-PDL = {"on": False}
-
-
-def use_pdl(on: bool) -> None:
-    PDL["on"] = on
-
-
-def pdl_options() -> dict:
-    """A launch's extra arguments: the kernel's USE_PDL flag, and Triton's launch option."""
-    return {"USE_PDL": True, "launch_pdl": True} if PDL["on"] else {"USE_PDL": False}
-
-
-@jit
-def wait_for_inputs(USE_PDL: tl.constexpr):
-    """Under programmatic launch: wait until the kernel before has finished and its writes are
-    visible, then let the next kernel start (it waits in turn). Nothing otherwise."""
-    if USE_PDL:
-        tl.extra.cuda.gdc_wait()
-        tl.extra.cuda.gdc_launch_dependents()
-
-
-@jit
-def prefetch_to_l2(pointers):
-    """Ask for the 128-byte lines at ``pointers`` to be brought into the L2 cache (PTX
-    ``prefetch``), so that loads after ``wait_for_inputs`` find them there; returns zeros."""
-    return tl.inline_asm_elementwise("prefetch.global.L2 [$1];\n\tmov.u32 $0, 0;", "=r,l",
-                                     [pointers], dtype=tl.int32, is_pure=False, pack=1)
 
 
 def require_triton() -> None:

@@ -506,48 +506,6 @@ def test_gemv_splits_until_the_programs_about_fill_the_gpu():
     assert gemv.gemv_config(1024, 512, 132) == (32, 128, 2)  # 256 inputs a split at least
 
 
-@triton_here
-def test_every_kernel_of_a_decode_step_launches_with_pdl_when_it_is_on(monkeypatch):
-    """``Config.pdl``: each wrapper passes its kernel USE_PDL and Triton's ``launch_pdl``
-    (``tests/engine/test_pdl.py`` checks the kernels' PTX). The kernels are not run here."""
-    rotary_module = qk_norm_rotary
-    launches = {}
-
-    def spy(module, name):
-        monkeypatch.setattr(module, name, type("Spy", (), {"__getitem__": lambda self, grid: (
-            lambda *args, **options: launches.setdefault(name, options))})())
-
-    for module, name in [(gemv, "gemv_kernel"), (gemv, "add_splits_kernel"),
-                         (decode_attention, "decode_attention_kernel"),
-                         (decode_attention, "combine_splits_kernel"),
-                         (store_kvcache, "store_kvcache_kernel"),
-                         (store_kvcache, "store_kvcache_fp8_kernel"),
-                         (rotary_module, "qk_norm_rotary_kernel"), (sample, "race_kernel")]:
-        spy(module, name)
-    heads, kv_heads, head_dim, block_size, _ = SHAPES
-    triton_support.use_pdl(True)
-    try:
-        x, weight = torch.randn(1, 1024), torch.randn(64, 1024)
-        gemv.gemv(x, weight, config=(32, 128, 4))  # split: the additions too
-        k_cache, v_cache, tables, lens = paged_cache(1, [40], torch.float32)
-        query = torch.randn(1, heads, head_dim)
-        decode_attention.decode_attention(query, k_cache, v_cache, tables, lens, 1.0,
-                                          num_splits=2)
-        rows = torch.randn(1, kv_heads, head_dim)
-        slots = torch.zeros(1, dtype=torch.long)
-        store_kvcache.store_kvcache(rows, rows, k_cache, v_cache, slots)
-        store_kvcache.store_kvcache_fp8(rows, rows, *fp8_cache(k_cache, v_cache), slots)
-        table = torch.zeros(8, head_dim // 2)
-        rotary_module.qk_norm_rotary(slots, query, rows, table, table, None, None, 1e-6)
-        sample.race_triton(torch.randn(1, 100), torch.ones(1), torch.zeros(1, dtype=torch.long))
-    finally:
-        triton_support.use_pdl(False)
-    assert len(launches) == 8, sorted(launches)
-    for name, options in launches.items():
-        assert options.get("USE_PDL") is True and options.get("launch_pdl") is True, name
-    assert triton_support.pdl_options() == {"USE_PDL": False}
-
-
 def test_use_gemv_zero_gives_the_layers_f_linear_back():
     from nanovllm.layers.linear import ParallelLinear
     from nanovllm.llm import LLM
