@@ -8,9 +8,7 @@ every sequence is scattered over the pool, as in a long-running engine) and time
 
 * the decode kernel at batch 256, contexts uniform in [512, 1536], for a few tiles
   (``DECODE_TILE``: tokens per loop step, warps, pipeline depth), as GB/s;
-* the decode kernel at batch 1 (context 768) with and without split-K, replayed from a CUDA
-  graph as the engine runs it (called from Python, the split read's two kernels take the host
-  longer to launch than the GPU to run, and the clock would time the host);
+* the decode kernel at batch 1 (context 768) with and without split-K;
 * the prefill kernel on 16 prompts of 512 tokens, as TFLOP/s (causal: half the square).
 
 Before timing, both kernels are compared with their torch references on some of the same
@@ -67,18 +65,6 @@ def paged_cache(context_lens: list[int], kv_heads: int, head_dim: int, block_siz
     return k_cache, v_cache, tables.to(device), lens
 
 
-def replay_ms(fn) -> float:
-    """Median milliseconds of ``fn``'s kernels replayed from a CUDA graph (L2 flushed before
-    each replay by ``do_bench``)."""
-    from triton.testing import do_bench
-
-    fn()  # compile first: a graph records launches, not compilation
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        fn()
-    return do_bench(graph.replay, return_mode="median")
-
-
 def sweep(heads: int = 16, kv_heads: int = 8, head_dim: int = 128, block_size: int = 16,
           tiles: list[dict] = TILES) -> dict:
     from triton.testing import do_bench
@@ -112,8 +98,9 @@ def sweep(heads: int = 16, kv_heads: int = 8, head_dim: int = 128, block_size: i
     single = {}
     for splits in (None, 1):
         with decode_tile(results["best_tile"]):
-            ms = replay_ms(lambda s=splits: decode_attention.decode_attention(
-                query[:1], k_cache, v_cache, tables[:1], one, scale, num_splits=s))
+            ms = do_bench(lambda s=splits: decode_attention.decode_attention(
+                query[:1], k_cache, v_cache, tables[:1], one, scale, num_splits=s),
+                return_mode="median")
         chosen = splits or decode_attention.choose_num_splits(1, kv_heads, device)
         single[f"splits_{chosen}"] = {"us": ms * 1e3,
                                       "GB_per_s": 768 * kv_heads * head_dim * 4 / ms / 1e6}
