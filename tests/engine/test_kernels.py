@@ -334,40 +334,82 @@ def test_decode_attention_kernel_reads_an_fp8_cache(dtype, num_splits):
     assert (full.float() - actual.float()).abs().max().item() > 1e-3
 
 
-@triton_here
-# bfloat16 products only on a GPU: Triton's interpreter converts e4m3 to bfloat16 wrongly
-@pytest.mark.parametrize("float16_products", [True, False] if ON_GPU else [True])
-def test_a_bfloat16_model_reads_an_fp8_cache_in_either_16_bit_type(float16_products):
-    """bfloat16 queries (the GPU's case; the CPU's other tests run float32): the products in
-    float16, when the model's queries are normalised, or in bfloat16."""
-    heads, _, head_dim, block_size, longest = SHAPES
-    context_lens = [1, block_size + 1, longest, 0]
+def attend_from_fp8(query, query_lens, context_lens, kernel, **options):
+    """``kernel`` ("decode" or "prefill") and the plain torch path on the same 8-bit cache."""
+    heads, _, head_dim, _, _ = SHAPES
     k_cache, v_cache, tables, lens = paged_cache(len(context_lens), context_lens, torch.float32)
     k, v, k_scales, v_scales = fp8_cache(k_cache, v_cache)
-    query = torch.randn(len(context_lens), heads, head_dim, device=DEVICE).to(torch.bfloat16)
-    cu = torch.arange(len(context_lens) + 1, dtype=torch.int32, device=DEVICE)
-    expected = paged_attention(query, k, v, metadata(cu, lens, tables, 1), head_dim ** -0.5,
-                               k_scales, v_scales)
-    actual = decode_attention.decode_attention(query, k, v, tables, lens, head_dim ** -0.5,
-                                               None, k_scales, v_scales,
-                                               float16_products=float16_products)
+    cu = torch.tensor([0, *torch.tensor(query_lens).cumsum(0).tolist()], dtype=torch.int32,
+                      device=DEVICE)
+    meta = metadata(cu, lens, tables, max(query_lens))
+    expected = paged_attention(query, k, v, meta, head_dim ** -0.5, k_scales, v_scales)
+    if kernel == "decode":
+        actual = decode_attention.decode_attention(query, k, v, tables, lens, head_dim ** -0.5,
+                                                   None, k_scales, v_scales, **options)
+    else:
+        actual = prefill_attention.prefill_attention(query, k, v, cu, lens, tables,
+                                                     head_dim ** -0.5, max(query_lens),
+                                                     k_scales, v_scales, **options)
+    return actual, expected
+
+
+def fp8_queries(kernel, dtype, first=None):
+    """Queries for ``attend_from_fp8``: one per sequence to decode, or chunks to prefill."""
+    heads, _, head_dim, block_size, longest = SHAPES
+    if kernel == "decode":
+        query_lens, context_lens = [1] * 4, [1, block_size + 1, longest, 0]
+    else:
+        query_lens, context_lens = [longest, 3, 1], [longest, block_size + 3, 9]
+    query = torch.randn(sum(query_lens), heads, head_dim, device=DEVICE)
+    if first is not None:
+        query = query * 1e-3
+        query[0, 0, 0] = first
+    return query.to(dtype), query_lens, context_lens
+
+
+@triton_here
+@pytest.mark.parametrize("kernel", ["decode", "prefill"])
+# bfloat16 products only on a GPU: Triton's interpreter converts e4m3 to bfloat16 wrongly
+@pytest.mark.parametrize("float16_products", [True, False] if ON_GPU else [True])
+def test_a_bfloat16_model_reads_an_fp8_cache_in_either_16_bit_type(kernel, float16_products):
+    """bfloat16 queries (the GPU's case): the products in float16, when the model's queries are
+    normalised, or in bfloat16."""
+    query, query_lens, context_lens = fp8_queries(kernel, torch.bfloat16)
+    actual, expected = attend_from_fp8(query, query_lens, context_lens, kernel,
+                                       float16_products=float16_products)
     assert (actual.float() - expected.float()).abs().max().item() <= TOLERANCE[torch.bfloat16]
-    assert torch.equal(actual[-1], torch.zeros_like(actual[-1]))
+    if kernel == "decode":
+        assert torch.equal(actual[-1], torch.zeros_like(actual[-1]))
+
+
+@triton_here
+@pytest.mark.parametrize("kernel", ["decode", "prefill"])
+def test_float16_products_are_taken_when_asked(kernel):
+    """A query past float16's 65,504 turns to inf in float16 products: the output is not
+    finite, which shows the products ran in float16 (bfloat16 ones keep it finite, below)."""
+    query, query_lens, context_lens = fp8_queries(kernel, torch.bfloat16, first=7e4)
+    actual, _ = attend_from_fp8(query, query_lens, context_lens, kernel, float16_products=True)
+    assert not actual[0].float().isfinite().all()
+
+
+@triton_here
+@pytest.mark.parametrize("kernel", ["decode", "prefill"])
+def test_a_float32_model_keeps_float32_products(kernel):
+    """``float16_products`` concerns bfloat16 models only: float32 queries keep float32."""
+    query, query_lens, context_lens = fp8_queries(kernel, torch.float32)
+    actual, expected = attend_from_fp8(query, query_lens, context_lens, kernel,
+                                       float16_products=True)
+    assert (actual - expected).abs().max().item() <= TOLERANCE[torch.float32]
 
 
 @pytest.mark.skipif(not ON_GPU, reason="Triton's interpreter converts e4m3 to bfloat16 wrongly")
-def test_queries_beyond_float16_keep_bfloat16_products():
+@pytest.mark.parametrize("kernel", ["decode", "prefill"])
+def test_queries_beyond_float16_keep_bfloat16_products(kernel):
     """A model without normalised queries (Qwen2, Llama) may have queries past 65,504: in
     bfloat16 products they stay finite."""
-    heads, _, head_dim, block_size, _ = SHAPES
-    k_cache, v_cache, tables, lens = paged_cache(1, [block_size + 3], torch.float32)
-    k, v, k_scales, v_scales = fp8_cache(k_cache, v_cache)
-    query = torch.randn(1, heads, head_dim, device=DEVICE) * 1e-3
-    query[0, 0, 0] = 7e4
-    query = query.to(torch.bfloat16)
-    out = decode_attention.decode_attention(query, k, v, tables, lens, head_dim ** -0.5, 1,
-                                            k_scales, v_scales)
-    assert out.float().isfinite().all()
+    query, query_lens, context_lens = fp8_queries(kernel, torch.bfloat16, first=7e4)
+    actual, _ = attend_from_fp8(query, query_lens, context_lens, kernel)
+    assert actual.float().isfinite().all()
 
 
 @triton_here

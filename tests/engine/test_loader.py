@@ -50,6 +50,9 @@ def test_every_checkpoint_tensor_lands_in_the_model(variant):
     if config.tie_word_embeddings:
         assert model.lm_head.weight is model.model.embed_tokens.weight
     assert (model.model.layers[0].self_attn.q_norm is not None) == config.qk_norm
+    # only normalised queries may meet an 8-bit cache in float16 products
+    assert all(layer.self_attn.attn.normalised_queries == config.qk_norm
+               for layer in model.model.layers)
     assert (model.model.layers[0].self_attn.qkv_proj.bias is not None) == config.qkv_bias
 
 
